@@ -1,0 +1,1 @@
+"""Detectors for third-party access, and the engine that runs them."""
