@@ -89,9 +89,11 @@ def record_from_dict(data: Mapping[str, Any]) -> CloudTrailRecord:
         raise RecordError("Insights event, not an API call")
 
     source_ip = _text(data.get("sourceIPAddress"))
+    # Logstash moves eventTime into @timestamp; use it only when eventTime is absent.
+    time_field = "eventTime" if "eventTime" in data else "@timestamp"
     return CloudTrailRecord(
         event_id=_text(data.get("eventID")),
-        event_time=parse_event_time(data.get("eventTime")),
+        event_time=parse_event_time(data.get(time_field)),
         event_source=event_source,
         event_name=event_name,
         aws_region=_text(data.get("awsRegion")),
