@@ -1,0 +1,5 @@
+"""`python -m service`: the same as the `trailwarden` command."""
+
+from service.cli import main
+
+main()

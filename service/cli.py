@@ -1,0 +1,343 @@
+"""The `trailwarden` command: run, replay, alerts and check-config.
+
+Exit status: 0 done (undecodable inputs are reported, not fatal), 1 a missing
+input path or a failing store, broker or port, 2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from detectors.engine import DetectionEngine
+from detectors.third_parties import (
+    DETECTOR_IDS,
+    Policy,
+    PolicyError,
+    empty_policy,
+    load_policy,
+)
+from service import __version__
+from service.alerts import Alert, AlertQuery
+from service.errors import ServiceError
+from service.inputs import iter_input_files
+from service.logs import configure_logging
+from service.replay import print_summary, replay_files
+from service.runtime import run_service, serve_api
+from service.settings import Settings
+from service.store import AlertStore, StoreError, open_store
+
+app = typer.Typer(
+    name="trailwarden",
+    help="Watch AWS CloudTrail for third-party access.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+_out = Console()
+_err = Console(stderr=True, soft_wrap=True)
+
+_DEFAULT_DB: str = Settings.model_fields["database_url"].default
+_DEFAULT_HOST: str = Settings.model_fields["http_host"].default
+_DEFAULT_PORT: int = Settings.model_fields["http_port"].default
+_PAGE_SIZE = 100
+_T = TypeVar("_T")
+
+DbOption = Annotated[
+    str,
+    typer.Option(
+        "--db",
+        envvar="TRAILWARDEN_DATABASE_URL",
+        help="Alert store: sqlite:///file.db or postgresql://user@host/db.",
+    ),
+]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.")
+    ] = False,
+) -> None:
+    if version:
+        _out.print(f"trailwarden {__version__}")
+        raise typer.Exit()
+    # stdout carries tables and JSON Lines; logs go to stderr (`run` reconfigures).
+    configure_logging("WARNING", stream=sys.stderr)
+
+
+@app.command()
+def run(
+    kafka_bootstrap_servers: Annotated[str | None, typer.Option()] = None,
+    kafka_topic: Annotated[str | None, typer.Option()] = None,
+    kafka_group_id: Annotated[str | None, typer.Option()] = None,
+    database_url: Annotated[str | None, typer.Option()] = None,
+    policy_file: Annotated[Path | None, typer.Option()] = None,
+    api_tokens: Annotated[
+        str | None, typer.Option(help="Comma-separated; prefer the env variable.")
+    ] = None,
+    webhook_urls: Annotated[str | None, typer.Option(help="Comma-separated.")] = None,
+    webhook_secret: Annotated[
+        str | None, typer.Option(help="Prefer the env variable.")
+    ] = None,
+    http_host: Annotated[str | None, typer.Option()] = None,
+    http_port: Annotated[int | None, typer.Option()] = None,
+    kafka_max_batch_records: Annotated[int | None, typer.Option()] = None,
+    webhook_timeout_seconds: Annotated[float | None, typer.Option()] = None,
+    webhook_max_attempts: Annotated[int | None, typer.Option()] = None,
+    dedup_window_seconds: Annotated[int | None, typer.Option()] = None,
+    shutdown_timeout_seconds: Annotated[float | None, typer.Option()] = None,
+    log_level: Annotated[str | None, typer.Option()] = None,
+    log_format: Annotated[
+        str | None, typer.Option(help="auto, json or console.")
+    ] = None,
+) -> None:
+    """Consume CloudTrail from Kafka; serve the API and metrics.
+
+    Every flag is also read from TRAILWARDEN_<FLAG> (e.g. TRAILWARDEN_KAFKA_TOPIC);
+    flags win over the environment.
+    """
+    settings = _settings_or_exit(
+        kafka_bootstrap_servers=kafka_bootstrap_servers,
+        kafka_topic=kafka_topic,
+        kafka_group_id=kafka_group_id,
+        database_url=database_url,
+        policy_file=policy_file,
+        api_tokens=api_tokens,
+        webhook_urls=webhook_urls,
+        webhook_secret=webhook_secret,
+        http_host=http_host,
+        http_port=http_port,
+        kafka_max_batch_records=kafka_max_batch_records,
+        webhook_timeout_seconds=webhook_timeout_seconds,
+        webhook_max_attempts=webhook_max_attempts,
+        dedup_window_seconds=dedup_window_seconds,
+        shutdown_timeout_seconds=shutdown_timeout_seconds,
+        log_level=log_level,
+        log_format=log_format,
+    )
+    if settings.policy_file is not None:
+        _load_policy_or_exit(settings.policy_file)
+    _store_or_exit(settings.database_url)
+
+    configure_logging(settings.log_level, settings.log_format)
+    _run_or_exit(run_service(settings))
+
+
+@app.command()
+def replay(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Files or folders: S3 bucket layouts, .json, .json.gz, JSON Lines, "
+            "EventBridge dumps."
+        ),
+    ],
+    policy: Annotated[
+        Path | None, typer.Option(help="Third-party registry (YAML).")
+    ] = None,
+    db: DbOption = _DEFAULT_DB,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Keep the API up afterwards.")
+    ] = False,
+    http_host: Annotated[str, typer.Option()] = _DEFAULT_HOST,
+    http_port: Annotated[int, typer.Option()] = _DEFAULT_PORT,
+) -> None:
+    """Run the detectors over CloudTrail files and store the alerts."""
+    missing = [path for path in paths if not path.exists()]
+    if missing:
+        for path in missing:
+            _err.print(f"error: no such file or folder: {path}", markup=False)
+        raise typer.Exit(1)
+    if policy is None:
+        _err.print(
+            "note: no --policy given, so no third parties are registered; "
+            "see examples/policy.yaml",
+            highlight=False,
+        )
+    loaded = empty_policy() if policy is None else _load_policy_or_exit(policy)
+
+    serve_settings = None
+    if serve:
+        serve_settings = _settings_or_exit(http_host=http_host, http_port=http_port)
+    store = _store_or_exit(db)
+
+    files = list(iter_input_files(paths))
+    engine = DetectionEngine(loaded)
+    _run_or_exit(_replay(files, engine, store, serve_settings))
+
+
+async def _replay(
+    files: list[Path],
+    engine: DetectionEngine,
+    store: AlertStore,
+    serve_settings: Settings | None,
+) -> None:
+    await store.start()
+    try:
+        with _progress(len(files)) as advance:
+            summary = await replay_files(files, engine, store, on_file_done=advance)
+        print_summary(_out, summary, engine.detector_ids)
+        if serve_settings is not None:
+            url = f"http://{serve_settings.http_host}:{serve_settings.http_port}"
+            _out.print(f"Serving {url}/alerts (Ctrl-C to stop)", highlight=False)
+            await serve_api(store, serve_settings, asyncio.Event())
+    finally:
+        await store.close()
+
+
+@contextmanager
+def _progress(total: int) -> Iterator[Callable[[Path], None]]:
+    if not _out.is_terminal:
+        yield lambda _path: None
+        return
+
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=_out, transient=True) as progress:
+        task = progress.add_task("Replaying", total=total)
+        yield lambda _path: progress.advance(task)
+
+
+@app.command()
+def alerts(
+    db: DbOption = _DEFAULT_DB,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON Lines instead of a table.")
+    ] = False,
+    detector: Annotated[str | None, typer.Option(help="Only this detector.")] = None,
+    severity: Annotated[str | None, typer.Option()] = None,
+    third_party: Annotated[str | None, typer.Option()] = None,
+    status: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 100,
+) -> None:
+    """List stored alerts, newest first."""
+    query = AlertQuery(
+        detector=detector, severity=severity, third_party=third_party, status=status
+    )
+    found = _run_or_exit(_fetch_alerts(_store_or_exit(db), query, limit))
+    if as_json:
+        for alert in found:
+            sys.stdout.write(alert.model_dump_json() + "\n")
+        return
+    _print_alerts(found)
+
+
+async def _fetch_alerts(
+    store: AlertStore, query: AlertQuery, limit: int
+) -> list[Alert]:
+    await store.start()
+    try:
+        found: list[Alert] = []
+        cursor: str | None = None
+        while len(found) < limit:
+            page = await store.list_alerts(
+                query, limit=min(_PAGE_SIZE, limit - len(found)), cursor=cursor
+            )
+            found.extend(page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    finally:
+        await store.close()
+
+    return found
+
+
+@app.command("check-config")
+def check_config(
+    file: Annotated[Path, typer.Argument(help="Policy file (YAML).")],
+) -> None:
+    """Validate a policy file; exit 2 naming the bad field and value."""
+    policy = _load_policy_or_exit(file)
+    enabled = sum(policy.detectors.get(id_).enabled for id_ in DETECTOR_IDS)
+    parties = len(policy.third_parties)
+    _out.print(
+        f"ok: {parties} third parties, {enabled} detectors enabled", highlight=False
+    )
+
+
+def _print_alerts(found: list[Alert]) -> None:
+    if not found:
+        _out.print("no alerts")
+        return
+
+    table = Table(title=f"{len(found)} alerts, newest first", title_justify="left")
+    for column in ("last seen (UTC)", "detector", "severity"):
+        table.add_column(column, no_wrap=True)
+    for column in ("third party", "action", "source ip"):
+        table.add_column(column, overflow="fold")
+    table.add_column("count", justify="right")
+    for alert in found:
+        table.add_row(
+            alert.last_seen.strftime("%Y-%m-%d %H:%M"),
+            alert.detector,
+            alert.severity,
+            alert.third_party or "-",
+            alert.action,
+            alert.source_ip or "-",
+            str(alert.count),
+        )
+    _out.print(table)
+    _out.print("Details and ids: trailwarden alerts --json", style="dim")
+
+
+def _load_policy_or_exit(path: Path) -> Policy:
+    try:
+        return load_policy(path)
+    except PolicyError as exc:
+        _err.print(f"error: {exc}", highlight=False, markup=False)
+        raise typer.Exit(2) from exc
+
+
+def _settings_or_exit(**overrides: object) -> Settings:
+    try:
+        return Settings.from_overrides(**overrides)
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "settings"
+            message = error["msg"].removeprefix("Value error, ")
+            _err.print(f"error: {field}: {message}", highlight=False, markup=False)
+        raise typer.Exit(2) from exc
+
+
+def _store_or_exit(url: str) -> AlertStore:
+    try:
+        return open_store(url)
+    except ValueError as exc:
+        _err.print(f"error: --db: {exc}", highlight=False, markup=False)
+        raise typer.Exit(2) from exc
+
+
+def _run_or_exit(work: Coroutine[Any, Any, _T]) -> _T:
+    """Run `work`; our own parts failing (store, broker, port) exit with 1."""
+    try:
+        return asyncio.run(work)
+    except (StoreError, ServiceError) as exc:
+        _err.print(f"error: {exc}", highlight=False, markup=False)
+        raise typer.Exit(1) from exc
