@@ -1,0 +1,43 @@
+"""The HTTP API: alerts and dead letters behind bearer tokens, health and metrics.
+
+`create_app(store)` builds it; the caller owns the store's start and close.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from fastapi import FastAPI
+
+from service.api import alerts, dead_letters, errors, health
+from service.store import AlertStore
+
+__all__ = ["create_app"]
+
+
+def create_app(
+    store: AlertStore,
+    *,
+    api_tokens: Sequence[str] = (),
+    ready: Callable[[], bool] = lambda: True,
+) -> FastAPI:
+    """The FastAPI app serving `store`.
+
+    With `api_tokens`, /alerts and /dead-letters need `Authorization: Bearer
+    <token>`; /healthz, /readyz and /metrics stay open. `ready` tells /readyz
+    whether the rest of the service is up. Raises ValueError for an empty token.
+    """
+    if any(not token for token in api_tokens):
+        raise ValueError("api_tokens must not contain an empty token")
+
+    app = FastAPI(title="Trailwarden", version="0.1.0")
+    app.state.store = store
+    app.state.api_tokens = tuple(token.encode("utf-8") for token in api_tokens)
+    app.state.ready = ready
+
+    errors.install(app)
+    app.include_router(alerts.router)
+    app.include_router(dead_letters.router)
+    app.include_router(health.router)
+    app.router.routes.append(health.metrics_route())
+    return app
