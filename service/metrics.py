@@ -1,0 +1,83 @@
+"""Every Prometheus metric of Trailwarden, defined once in the default registry.
+
+Label values are bounded sets (detector, severity, reason, outcome, partition).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import get_args
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from detectors.detector import SEVERITIES
+from service.envelopes import DecodeReason
+
+MESSAGES_CONSUMED = Counter("trailwarden_messages_consumed", "Kafka messages consumed.")
+RECORDS_DECODED = Counter(
+    "trailwarden_records_decoded",
+    "CloudTrail records decoded, by the envelope they came in.",
+    ["envelope"],
+)
+RECORDS_SKIPPED = Counter(
+    "trailwarden_records_skipped",
+    "Items recognised and skipped on purpose (digests, Insights, control messages).",
+    ["reason"],
+)
+DECODE_FAILURES = Counter(
+    "trailwarden_decode_failures",
+    "Inputs that could not be decoded, by reason.",
+    ["reason"],
+)
+ALERTS = Counter(
+    "trailwarden_alerts",
+    "New alerts stored (repeats merged into an alert are not counted).",
+    ["detector", "severity"],
+)
+FINDINGS = Counter(
+    "trailwarden_findings", "Findings raised by the detectors.", ["detector"]
+)
+CONSUMER_LAG = Gauge(
+    "trailwarden_consumer_lag_messages",
+    "Messages between the consumer's position and the partition's high watermark.",
+    ["partition"],
+)
+PROCESSING_SECONDS = Histogram(
+    "trailwarden_processing_seconds",
+    "Time to decode, detect, store and commit one batch.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+WEBHOOK_DELIVERIES = Counter(
+    "trailwarden_webhook_deliveries",
+    "Webhook delivery outcomes: delivered, retried (per retry), failed, dropped.",
+    ["outcome"],
+)
+
+DECODE_REASONS: tuple[str, ...] = get_args(DecodeReason)
+SKIP_REASONS = ("digest", "insight", "control_message")
+ENVELOPES = (
+    "record",
+    "records_file",
+    "json_lines",
+    "json_array",
+    "eventbridge",
+    "cloudwatch_logs",
+    "lookup_events",
+)
+WEBHOOK_OUTCOMES = ("delivered", "retried", "failed", "dropped")
+
+
+def init_metrics(detector_ids: Iterable[str]) -> None:
+    """Create every label child up front so each series is exported from zero."""
+    for detector in detector_ids:
+        FINDINGS.labels(detector)
+        for severity in SEVERITIES:
+            ALERTS.labels(detector, severity)
+    for reason in DECODE_REASONS:
+        DECODE_FAILURES.labels(reason)
+    for reason in SKIP_REASONS:
+        RECORDS_SKIPPED.labels(reason)
+    for envelope in ENVELOPES:
+        RECORDS_DECODED.labels(envelope)
+    for outcome in WEBHOOK_OUTCOMES:
+        WEBHOOK_DELIVERIES.labels(outcome)
