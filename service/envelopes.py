@@ -17,6 +17,7 @@ import orjson
 from service.records import CloudTrailRecord, RecordError, record_from_dict
 
 __all__ = [
+    "MAX_LISTED_FAILURES",
     "MAX_PAYLOAD_BYTES",
     "DecodeFailure",
     "DecodeReason",
@@ -35,6 +36,8 @@ DecodeReason = Literal[
 ]
 
 MAX_PAYLOAD_BYTES: int = 16 * 1024 * 1024
+# A junk payload of many lines would otherwise list one failure per line.
+MAX_LISTED_FAILURES = 100
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
@@ -69,6 +72,7 @@ class Unwrapped:
 
     records: list[CloudTrailRecord] = field(default_factory=list)
     failures: list[DecodeFailure] = field(default_factory=list)
+    unlisted_failures: int = 0  # failures past MAX_LISTED_FAILURES, counted only
     skipped: dict[str, int] = field(default_factory=dict)
     envelope: str = "unknown"
 
@@ -456,4 +460,7 @@ def _short(value: object) -> str:
 
 
 def _fail(out: Unwrapped, reason: DecodeReason, detail: str, where: str) -> None:
+    if len(out.failures) >= MAX_LISTED_FAILURES:
+        out.unlisted_failures += 1
+        return
     out.failures.append(DecodeFailure(reason, f"{where}{detail}"))

@@ -532,3 +532,15 @@ def test_unwrap_failure_detail_never_holds_the_payload() -> None:
 
     assert unwrapped.failures
     assert all(secret not in failure.detail for failure in unwrapped.failures)
+
+
+def test_unwrap_many_junk_lines_lists_bounded_failures() -> None:
+    """A junk payload of thousands of lines lists a bounded number of failures."""
+    good = json.dumps({"eventSource": "s3.amazonaws.com", "eventName": "x"})
+    payload = "\n".join([good] + ["{not json"] * 5000 + [good]).encode()
+
+    unwrapped = unwrap(payload)
+
+    assert len(unwrapped.records) == 2
+    assert len(unwrapped.failures) == envelopes.MAX_LISTED_FAILURES
+    assert unwrapped.unlisted_failures == 5000 - envelopes.MAX_LISTED_FAILURES
