@@ -17,6 +17,7 @@ import orjson
 from service.records import CloudTrailRecord, RecordError, record_from_dict
 
 __all__ = [
+    "MAX_FILE_BYTES",
     "MAX_LISTED_FAILURES",
     "MAX_PAYLOAD_BYTES",
     "DecodeFailure",
@@ -36,6 +37,9 @@ DecodeReason = Literal[
 ]
 
 MAX_PAYLOAD_BYTES: int = 16 * 1024 * 1024
+# Files (replay, the S3 bridge) may be larger than a Kafka message: a busy
+# account's five-minute CloudTrail log file can inflate past 16 MiB.
+MAX_FILE_BYTES: int = 256 * 1024 * 1024
 # A junk payload of many lines would otherwise list one failure per line.
 MAX_LISTED_FAILURES = 100
 
@@ -77,7 +81,7 @@ class Unwrapped:
     envelope: str = "unknown"
 
 
-def unwrap(payload: bytes) -> Unwrapped:
+def unwrap(payload: bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> Unwrapped:
     """Decode one payload, whatever envelope it is in. Never raises on bad input.
 
     `envelope` names the outermost envelope recognised: "record", "records_file",
@@ -85,14 +89,14 @@ def unwrap(payload: bytes) -> Unwrapped:
     "digest", "wrapper" or "unknown".
     """
     unwrapped = Unwrapped()
-    if len(payload) > MAX_PAYLOAD_BYTES:
+    if len(payload) > max_bytes:
         _fail(unwrapped, "too_large", f"payload of {len(payload)} bytes", "")
         return unwrapped
     if not payload or payload.isspace():
         _fail(unwrapped, "empty", "payload is empty", "")
         return unwrapped
 
-    _Decoder(unwrapped).blob(payload, "", 0, lines=True)
+    _Decoder(unwrapped, max_bytes).blob(payload, "", 0, lines=True)
     return unwrapped
 
 
@@ -101,11 +105,11 @@ class _Decoder:
 
     __slots__ = ("budget", "out")
 
-    def __init__(self, out: Unwrapped) -> None:
+    def __init__(self, out: Unwrapped, max_bytes: int) -> None:
         self.out = out
         # Bytes inflated so far count against one budget for the whole payload,
         # so many small gzip members cannot add up to a bomb.
-        self.budget = MAX_PAYLOAD_BYTES
+        self.budget = max_bytes
 
     # Bytes: gzip, JSON, base64, JSON Lines.
 
@@ -127,7 +131,11 @@ class _Decoder:
         try:
             value = orjson.loads(data)
         except orjson.JSONDecodeError:
-            self.not_json(data, where, depth, lines=lines)
+            repaired = _repair_utf8(data)
+            if repaired is None:
+                self.not_json(data, where, depth, lines=lines)
+            else:
+                self.blob(repaired, where, depth + 1, lines=lines)
             return
         self.value(value, where, depth)
 
@@ -430,7 +438,7 @@ def _gunzip(data: bytes, limit: int) -> bytes | DecodeFailure:
         total += len(chunk)
         chunks.append(chunk)
         if total > limit:
-            detail = f"gzip inflates past {MAX_PAYLOAD_BYTES} bytes in all"
+            detail = f"gzip inflates past {limit} bytes in all"
             return DecodeFailure("too_large", detail)
         if not inflater.eof:
             return DecodeFailure("bad_gzip", "gzip stream is truncated")
@@ -448,6 +456,19 @@ def _b64decode(data: bytes, *, strict: bool = False) -> bytes | None:
     except binascii.Error:
         return None
     return decoded or None
+
+
+def _repair_utf8(data: bytes) -> bytes | None:
+    """`data` with invalid UTF-8 replaced by U+FFFD, or None when it was valid.
+
+    orjson rejects a whole document for one bad byte in a string; a log file
+    should not lose every record for that.
+    """
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("utf-8", "replace").encode("utf-8")
+    return None
 
 
 def _json_detail(data: bytes | str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from service.envelopes import MAX_PAYLOAD_BYTES
+from service.envelopes import MAX_FILE_BYTES
 
 __all__ = ["iter_input_files", "read_input"]
 
@@ -33,14 +33,14 @@ def iter_input_files(paths: Sequence[Path]) -> Iterator[Path]:
             yield path
 
 
-def read_input(path: Path) -> bytes:
+def read_input(path: Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
     """The content of one input file, as bytes for `unwrap`.
 
-    Reads at most one byte more than MAX_PAYLOAD_BYTES, enough for `unwrap` to
-    report a huge file as too large without holding all of it in memory.
+    Reads at most one byte more than `max_bytes`, enough for `unwrap` to report
+    a huge file as too large without holding all of it in memory.
     """
     with path.open("rb") as file:
-        return file.read(MAX_PAYLOAD_BYTES + 1)
+        return file.read(max_bytes + 1)
 
 
 def _walk(folder: Path, seen: set[Path]) -> Iterator[Path]:

@@ -21,7 +21,7 @@ from detectors.detector import Finding
 from detectors.engine import DetectionEngine
 from service import metrics
 from service.dead_letters import DeadLetter
-from service.envelopes import Unwrapped, unwrap
+from service.envelopes import MAX_FILE_BYTES, Unwrapped, unwrap
 from service.inputs import read_input
 from service.store import AlertStore
 
@@ -111,7 +111,7 @@ async def _replay_file(
         summary.files_by_outcome["undecodable"] += 1
         return
 
-    unwrapped = unwrap(payload)
+    unwrapped = unwrap(payload, max_bytes=MAX_FILE_BYTES)
     _count(unwrapped)
     summary.files_by_outcome[_outcome(unwrapped)] += 1
     summary.records += len(unwrapped.records)

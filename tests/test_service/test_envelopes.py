@@ -497,17 +497,14 @@ def test_unwrap_gzip_bomb_is_too_large() -> None:
     assert reasons(unwrapped) == {"too_large": 1}
 
 
-def test_unwrap_many_small_gzip_lines_share_one_budget(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_unwrap_many_small_gzip_lines_share_one_budget() -> None:
     """Inflated bytes add up across lines, so a bomb cannot be split into pieces."""
     raw = cloudwatch_payload()
     line = base64.b64encode(gzip.compress(raw))
     payload = b"\n".join([line] * 4)
     limit = 3 * len(raw) + 10
-    monkeypatch.setattr(envelopes, "MAX_PAYLOAD_BYTES", limit)
 
-    unwrapped = unwrap(payload)
+    unwrapped = unwrap(payload, max_bytes=limit)
 
     assert len(payload) <= limit
     assert len(unwrapped.records) == 3
@@ -544,3 +541,27 @@ def test_unwrap_many_junk_lines_lists_bounded_failures() -> None:
     assert len(unwrapped.records) == 2
     assert len(unwrapped.failures) == envelopes.MAX_LISTED_FAILURES
     assert unwrapped.unlisted_failures == 5000 - envelopes.MAX_LISTED_FAILURES
+
+
+def test_unwrap_invalid_utf8_in_a_string_keeps_the_record() -> None:
+    """One byte of bad UTF-8 inside a value does not cost the whole document."""
+    record = {"eventSource": "s3.amazonaws.com", "eventName": "GetObject"}
+    payload = json.dumps({"Records": [record]}).replace("GetObject", "Get\\u00ffObject")
+    payload_bytes = payload.encode().replace(b"\\u00ff", b"\xff")
+
+    unwrapped = unwrap(payload_bytes)
+
+    assert unwrapped.failures == []
+    assert [r.event_name for r in unwrapped.records] == ["Get\ufffdObject"]
+
+
+def test_unwrap_file_limit_is_set_by_the_caller() -> None:
+    """A payload over the Kafka message limit decodes when a larger limit is given."""
+    record = json.dumps({"eventSource": "s3.amazonaws.com", "eventName": "GetObject"})
+    payload = "\n".join([record] * 200).encode()
+
+    small = unwrap(payload, max_bytes=1000)
+    large = unwrap(payload, max_bytes=len(payload))
+
+    assert [f.reason for f in small.failures] == ["too_large"]
+    assert len(large.records) == 200

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from service import envelopes, inputs
 from service.envelopes import unwrap
 from service.inputs import iter_input_files, read_input
 
@@ -101,15 +100,11 @@ def test_read_input_returns_file_bytes() -> None:
     assert len(unwrap(content).records) == 6
 
 
-def test_read_input_huge_file_is_cut_and_reported_too_large(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(inputs, "MAX_PAYLOAD_BYTES", 100)
-    monkeypatch.setattr(envelopes, "MAX_PAYLOAD_BYTES", 100)
+def test_read_input_huge_file_is_cut_and_reported_too_large(tmp_path: Path) -> None:
     path = tmp_path / "big.json"
     path.write_bytes(b"[" + b" " * 1000 + b"]")
 
-    content = read_input(path)
+    content = read_input(path, max_bytes=100)
 
     assert len(content) == 101
-    assert [f.reason for f in unwrap(content).failures] == ["too_large"]
+    assert [f.reason for f in unwrap(content, max_bytes=100).failures] == ["too_large"]
