@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from service.api import alerts, dead_letters, errors, health
 from service.store import AlertStore
@@ -30,7 +30,16 @@ def create_app(
     if any(not token for token in api_tokens):
         raise ValueError("api_tokens must not contain an empty token")
 
-    app = FastAPI(title="Trailwarden", version="0.1.0")
+    # No Swagger UI (it loads from a CDN); the schema is public only when the
+    # API itself is, since it would otherwise describe routes past the token.
+    app = FastAPI(
+        title="Trailwarden",
+        version="0.1.0",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None if api_tokens else "/openapi.json",
+        dependencies=[Depends(errors.reject_repeated_parameters)],
+    )
     app.state.store = store
     app.state.api_tokens = tuple(token.encode("utf-8") for token in api_tokens)
     app.state.ready = ready

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
@@ -22,6 +22,16 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(InvalidCursor, _invalid_cursor)
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
     app.add_exception_handler(Exception, _internal_error)
+
+
+def reject_repeated_parameters(request: Request) -> None:
+    """Refuse `?severity=high&severity=low`: which one wins would be a guess."""
+    keys = [key for key, _ in request.query_params.multi_items()]
+    if len(keys) == len(set(keys)):
+        return
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    names = ", ".join(repr(key[:_MAX_ECHO]) for key in repeated)
+    raise HTTPException(400, f"query parameter given more than once: {names}")
 
 
 def bad_request(detail: str) -> JSONResponse:

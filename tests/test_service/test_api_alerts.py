@@ -392,3 +392,31 @@ async def test_list_alerts_since_equal_until_returns_empty(
 
     assert response.status_code == 200
     assert response.json()["items"] == []
+
+
+async def test_list_alerts_repeated_parameter_returns_400_naming_it(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/alerts?severity=high&severity=low&limit=5")
+
+    assert response.status_code == 400
+    assert "'severity'" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("tokens", "expected"), [((), 200), ((TOKEN,), 404)], ids=["open", "tokens"]
+)
+async def test_openapi_schema_is_public_only_without_tokens(
+    make_client: ClientFactory, tokens: tuple[str, ...], expected: int
+) -> None:
+    client = make_client(api_tokens=tokens)
+
+    response = await client.get("/openapi.json")
+
+    assert response.status_code == expected
+
+
+async def test_docs_page_is_not_served(client: httpx.AsyncClient) -> None:
+    response = await client.get("/docs")
+
+    assert response.status_code == 404
