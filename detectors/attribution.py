@@ -1,18 +1,17 @@
 """Attribution: does a record belong to a third party, to us, or to an AWS service?
 
-The Attributor keeps the sessions that third parties opened with AssumeRole (by
-access key id, bounded and expired by event time), so later calls can be matched.
+The Attributor keeps the sessions STS opened (by access key id, in a SessionBook
+the engine expires by event time), so later calls can be matched.
 """
 
 from __future__ import annotations
 
-import heapq
-from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
-from service.records import CloudTrailRecord, parse_event_time
+from detectors.sessions import DEFAULT_MAX_SESSIONS, SessionBook, opened_session
+from detectors.state import EngineCounters
+from service.records import CloudTrailRecord
 
 if TYPE_CHECKING:
     from detectors.third_parties import Policy, ThirdParty
@@ -21,10 +20,6 @@ AttributionKind = Literal[
     "ours", "aws_service", "third_party", "unregistered_external", "unknown"
 ]
 Via = Literal["assume_role", "session", "direct"]
-
-# AssumeRole accepts at most 12 hours (DurationSeconds 43200).
-MAX_SESSION = timedelta(hours=12)
-DEFAULT_MAX_SESSIONS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,51 +37,83 @@ AWS_SERVICE = Attribution("aws_service")
 UNKNOWN = Attribution("unknown")
 
 
-@dataclass(slots=True)
-class _Session:
-    attribution: Attribution
-    expires: datetime
-
-
 class Attributor:
-    """Attributes records of one partition, remembering third-party sessions.
+    """Attributes records of one partition, remembering the sessions STS opened.
 
-    Sessions are matched by the access key id an AssumeRole returned, or by the
-    session issuer being a registered role. At most `max_sessions` are kept; the
-    oldest go first, and any whose credentials expired (by event time) are dropped.
+    Calls are matched to a third party by the access key its AssumeRole returned,
+    or by the session issuer being a registered role. Expiry is the engine's job:
+    it drops sessions from `sessions` as its watermark advances.
     """
 
     def __init__(
-        self, policy: Policy, *, max_sessions: int = DEFAULT_MAX_SESSIONS
+        self,
+        policy: Policy,
+        *,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+        counters: EngineCounters | None = None,
     ) -> None:
         self._ours = frozenset(policy.organization.accounts)
+        self._parties = {p.id: p for p in policy.third_parties}
         self._by_account = {a: p for p in policy.third_parties for a in p.accounts}
         self._by_role = {r: p for p in policy.third_parties for r in p.roles}
-        self._max_sessions = max_sessions
-        self._sessions: OrderedDict[str, _Session] = OrderedDict()
-        self._expiries: list[tuple[datetime, str]] = []
-        self._clock: datetime | None = None
+        self.sessions = SessionBook(max_sessions)
+        self._sessions_by_key = self.sessions.by_key
+        self.counters = counters if counters is not None else EngineCounters()
+        # Only a third party's AssumeRole can make an unknown session theirs, and
+        # only calls in our accounts wait for one (see `waiting_key`).
+        self.holds_sessions = bool(self._parties) and bool(self._ours)
 
     def __len__(self) -> int:
         """The number of remembered sessions."""
-        return len(self._sessions)
+        return len(self.sessions)
 
     def attribute(self, record: CloudTrailRecord) -> Attribution:
         """Decide who a record belongs to, remembering any session it opens."""
-        self._advance(record.event_time)
+        attribution = self._attribute(record)
+        if record.event_source == "sts.amazonaws.com":
+            self._remember(record, attribution)
+        return attribution
+
+    def waiting_key(self, record: CloudTrailRecord) -> str | None:
+        """The access key of an unknown session a record's attribution depends on.
+
+        That is a call in our accounts with temporary credentials ("ASIA") that no
+        STS record has returned yet and whose issuer is not a registered role: its
+        AssumeRole, still on its way, may show it to be a third party's. Every
+        other record is attributed the same whatever arrives later.
+        """
+        identity = record.identity
+        if identity.type != "AssumedRole" or not self.holds_sessions:
+            return None
+        key = identity.access_key_id
+        if key is None or not key.startswith("ASIA") or key in self._sessions_by_key:
+            return None
+        if identity.session_issuer_arn in self._by_role:
+            return None
+        if identity.account_id not in self._ours or _is_service_event(record):
+            return None
+        return key
+
+    def session_attribution(self, party: object, account: object) -> Attribution | None:
+        """Who holds a restored session: a registered party's id, else nobody."""
+        third_party = self._parties.get(party) if isinstance(party, str) else None
+        if third_party is None:
+            return None
+        external = account if isinstance(account, str) else None
+        return Attribution("third_party", third_party, external, "session")
+
+    def _attribute(self, record: CloudTrailRecord) -> Attribution:
         identity = record.identity
         if identity.type == "AWSService" or _is_service_event(record):
             return AWS_SERVICE
 
         session = self._match_session(record)
         if session is not None:
-            self._remember(record, session)
             return session
 
         if _is_assume_role(record):
             assumed = self._assume_role(record)
             if assumed is not None:
-                self._remember(record, assumed)
                 return assumed
 
         account = identity.account_id
@@ -101,14 +128,18 @@ class Attributor:
     def _match_session(self, record: CloudTrailRecord) -> Attribution | None:
         identity = record.identity
         key = identity.access_key_id
-        if key is not None:
-            remembered = self._sessions.get(key)
-            if remembered is not None and not self._expired(remembered, record):
-                return remembered.attribution
+        session = self._sessions_by_key.get(key) if key is not None else None
+        if session is not None and session.covers(record.event_time):
+            holder = session.attribution
+            if holder is not None:
+                return holder
         issuer = identity.session_issuer_arn
         party = self._by_role.get(issuer) if issuer is not None else None
         if party is None:
             return None
+        if key is not None and session is None:
+            # Its AssumeRole was never seen here: most likely on another partition.
+            self.counters.session_elsewhere += 1
         return Attribution("third_party", party, _only_account(party), "session")
 
     def _assume_role(self, record: CloudTrailRecord) -> Attribution | None:
@@ -142,45 +173,20 @@ class Attributor:
         return UNKNOWN
 
     def _remember(self, record: CloudTrailRecord, attribution: Attribution) -> None:
-        if not _is_assume_role(record) or attribution.kind != "third_party":
-            return
-        credentials = _credentials(record)
-        started = record.event_time or self._clock
-        if credentials is None or started is None:
-            return
-
-        key, expiration = credentials
-        expires = _expiry(record, expiration, started)
-        self._sessions[key] = _Session(
-            Attribution(
+        holder: Attribution | None = None
+        if attribution.kind == "third_party" and record.event_name == "AssumeRole":
+            holder = Attribution(
                 "third_party",
                 attribution.third_party,
                 attribution.external_account,
                 "session",
-            ),
-            expires,
-        )
-        self._sessions.move_to_end(key)
-        heapq.heappush(self._expiries, (expires, key))
-        while len(self._sessions) > self._max_sessions:
-            self._sessions.popitem(last=False)
-        if len(self._expiries) > 2 * self._max_sessions:
-            self._expiries = [(s.expires, k) for k, s in self._sessions.items()]
-            heapq.heapify(self._expiries)
-
-    def _advance(self, now: datetime | None) -> None:
-        if now is None or (self._clock is not None and now <= self._clock):
+            )
+        elif not self.holds_sessions:
             return
-        self._clock = now
-        while self._expiries and self._expiries[0][0] <= now:
-            expires, key = heapq.heappop(self._expiries)
-            session = self._sessions.get(key)
-            if session is not None and session.expires == expires:
-                del self._sessions[key]
 
-    def _expired(self, session: _Session, record: CloudTrailRecord) -> bool:
-        now = record.event_time or self._clock
-        return now is not None and now >= session.expires
+        opened = opened_session(record, holder)
+        if opened is not None:
+            self.sessions.open(*opened)
 
 
 def _is_assume_role(record: CloudTrailRecord) -> bool:
@@ -214,43 +220,3 @@ def role_account(record: CloudTrailRecord) -> str | None:
 
 def _only_account(party: ThirdParty) -> str | None:
     return party.accounts[0] if len(party.accounts) == 1 else None
-
-
-def _credentials(record: CloudTrailRecord) -> tuple[str, object] | None:
-    """The access key id an AssumeRole returned, and its `expiration` value."""
-    credentials = record.response_elements.get("credentials")
-    if not isinstance(credentials, dict):
-        return None
-    key = credentials.get("accessKeyId")
-    if not isinstance(key, str) or not key:
-        return None
-    return key, credentials.get("expiration")
-
-
-def _expiry(
-    record: CloudTrailRecord, expiration: object, started: datetime
-) -> datetime:
-    """When the returned credentials expire, at most 12 hours after `started`."""
-    latest = started + MAX_SESSION
-    expires = _parse_expiration(expiration)
-    if expires is not None and started < expires <= latest:
-        return expires
-    duration = record.request_parameters.get("durationSeconds")
-    if isinstance(duration, int | str) and not isinstance(duration, bool):
-        try:
-            seconds = int(duration)
-        except ValueError:
-            seconds = 0
-        if seconds > 0:
-            return min(started + timedelta(seconds=seconds), latest)
-    return latest
-
-
-def _parse_expiration(value: object) -> datetime | None:
-    # CloudTrail writes "Jul 30, 2024, 9:46:15 PM" (UTC); some tools write ISO.
-    if not isinstance(value, str):
-        return parse_event_time(value)
-    try:
-        return datetime.strptime(value, "%b %d, %Y, %I:%M:%S %p").replace(tzinfo=UTC)
-    except ValueError:
-        return parse_event_time(value)

@@ -1,4 +1,4 @@
-"""The `trailwarden` command: run, replay, alerts and check-config.
+"""The `trailwarden` command: run, replay, alerts, check-config and migrate.
 
 Exit status: 0 done (undecodable inputs are reported, not fatal), 1 a missing
 input path or a failing store, broker or port, 2 bad configuration or usage.
@@ -35,6 +35,7 @@ from detectors.third_parties import (
 )
 from service import __version__
 from service.alerts import Alert, AlertQuery
+from service.bridge.cli import bridge_app
 from service.errors import ServiceError
 from service.inputs import iter_input_files
 from service.logs import configure_logging
@@ -42,6 +43,7 @@ from service.replay import print_summary, replay_files
 from service.runtime import run_service, serve_api
 from service.settings import Settings
 from service.store import AlertStore, StoreError, open_store
+from service.store.migrate import head_revision
 
 app = typer.Typer(
     name="trailwarden",
@@ -50,6 +52,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(bridge_app, name="bridge")
 _out = Console()
 _err = Console(stderr=True, soft_wrap=True)
 
@@ -104,10 +107,13 @@ def run(
     http_host: Annotated[str | None, typer.Option()] = None,
     http_port: Annotated[int | None, typer.Option()] = None,
     kafka_max_batch_records: Annotated[int | None, typer.Option()] = None,
+    kafka_session_timeout_seconds: Annotated[float | None, typer.Option()] = None,
     webhook_timeout_seconds: Annotated[float | None, typer.Option()] = None,
     webhook_max_attempts: Annotated[int | None, typer.Option()] = None,
     dedup_window_seconds: Annotated[int | None, typer.Option()] = None,
     shutdown_timeout_seconds: Annotated[float | None, typer.Option()] = None,
+    event_grace_seconds: Annotated[int | None, typer.Option()] = None,
+    store_retry_max_seconds: Annotated[float | None, typer.Option()] = None,
     log_level: Annotated[str | None, typer.Option()] = None,
     log_format: Annotated[
         str | None, typer.Option(help="auto, json or console.")
@@ -130,10 +136,13 @@ def run(
         http_host=http_host,
         http_port=http_port,
         kafka_max_batch_records=kafka_max_batch_records,
+        kafka_session_timeout_seconds=kafka_session_timeout_seconds,
         webhook_timeout_seconds=webhook_timeout_seconds,
         webhook_max_attempts=webhook_max_attempts,
         dedup_window_seconds=dedup_window_seconds,
         shutdown_timeout_seconds=shutdown_timeout_seconds,
+        event_grace_seconds=event_grace_seconds,
+        store_retry_max_seconds=store_retry_max_seconds,
         log_level=log_level,
         log_format=log_format,
     )
@@ -280,6 +289,20 @@ def check_config(
     _out.print(
         f"ok: {parties} third parties, {enabled} detectors enabled", highlight=False
     )
+
+
+@app.command()
+def migrate(db: DbOption = _DEFAULT_DB) -> None:
+    """Bring the database schema to this version's newest revision."""
+    store = _store_or_exit(db)
+    _run_or_exit(_migrate(store))
+    _out.print(f"ok: schema at revision {head_revision()}", highlight=False)
+
+
+async def _migrate(store: AlertStore) -> None:
+    # Starting the store runs the migrations, under a lock on PostgreSQL.
+    await store.start()
+    await store.close()
 
 
 def _print_alerts(found: list[Alert]) -> None:

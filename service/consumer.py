@@ -1,7 +1,7 @@
-"""The Kafka consumer: fetch → unwrap → detect → store → commit → forward.
+"""The Kafka consumer: fetch → decode and detect → checkpoint → commit → forward.
 
-Offsets are committed only after the batch's alerts and dead letters are stored.
-Each partition has its own DetectionEngine, made on assign and dropped on revoke.
+Each partition's alerts, dead letters, detector state and next offset are stored
+in one transaction (its checkpoint); Kafka commits follow, for lag and tooling.
 """
 
 from __future__ import annotations
@@ -9,28 +9,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import random
+import functools
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import KafkaError
 
-from detectors.detector import Finding
 from detectors.engine import DetectionEngine
 from detectors.third_parties import Policy
 from service import metrics
 from service.alerts import AlertChange
-from service.dead_letters import DeadLetter
-from service.envelopes import MAX_PAYLOAD_BYTES, DecodeFailure, Unwrapped, unwrap
+from service.checkpoints import StoreRetry, forward_created, save_checkpoint
+from service.decoding import Batch, Fetched, Totals, decode_batch
+from service.envelopes import MAX_PAYLOAD_BYTES
 from service.errors import ServiceError
 from service.forwarders import Forwarder
+from service.partitions import OwnedPartition, Partitions
 from service.settings import Settings
-from service.store import AlertStore, StoreUnavailable
+from service.store import AlertStore, CheckpointConflict
+
+__all__ = ["Batch", "CloudTrailConsumer", "decode_batch"]
 
 _log = structlog.get_logger(__name__)
 
@@ -39,133 +40,8 @@ _log = structlog.get_logger(__name__)
 _PARTITION_FETCH_BYTES = MAX_PAYLOAD_BYTES + 1024 * 1024
 _FETCH_BYTES = 4 * _PARTITION_FETCH_BYTES
 _POLL_MS = 500
-_STORE_RETRY_FIRST = 0.5
-_STORE_RETRY_MAX = 30.0
-_MAX_DETAIL = 500
-
-Fetched = Mapping[TopicPartition, Sequence[Any]]
-
-
-@dataclass(slots=True)
-class Batch:
-    """What one fetch turned into; `offsets` are the next offsets to commit."""
-
-    messages: int = 0
-    records: int = 0
-    findings: list[Finding] = field(default_factory=list)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    offsets: dict[TopicPartition, int] = field(default_factory=dict)
-
-
-def decode_batch(
-    fetched: Fetched,
-    engine_for: Callable[[TopicPartition], DetectionEngine],
-    received_at: datetime,
-) -> Batch:
-    """Unwrap and run the detectors over fetched messages, counting as it goes.
-
-    Undecodable messages become dead letters, logged once each; they never stop
-    the batch.
-    """
-    batch = Batch()
-    for tp, messages in fetched.items():
-        engine = engine_for(tp)
-        for message in messages:
-            _decode_message(message, engine, batch, received_at)
-            batch.offsets[tp] = message.offset + 1
-    metrics.MESSAGES_CONSUMED.inc(batch.messages)
-    return batch
-
-
-def _decode_message(
-    message: Any, engine: DetectionEngine, batch: Batch, received_at: datetime
-) -> None:
-    batch.messages += 1
-    payload: bytes = message.value if message.value is not None else b""
-    if message.value is None:
-        unwrapped = Unwrapped(
-            failures=[DecodeFailure("empty", "tombstone: message value is null")]
-        )
-    else:
-        unwrapped = unwrap(payload)
-
-    _count(unwrapped)
-    if unwrapped.failures:
-        batch.dead_letters.append(
-            _undecodable(message, unwrapped.failures, received_at)
-        )
-    for record in unwrapped.records:
-        try:
-            findings = engine.process(record)
-        except Exception:  # noqa: BLE001 - logged with its traceback below
-            # A detector bug on one odd record must not stop the partition.
-            _log.exception(
-                "record.detection_failed",
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                event_id=record.event_id,
-            )
-            detail = f"detectors failed on event {record.event_id}"
-            letter = _dead_letter(message, "detection_failed", detail, received_at)
-            batch.dead_letters.append(letter)
-            continue
-        batch.records += 1
-        batch.findings.extend(findings)
-        for finding in findings:
-            metrics.FINDINGS.labels(finding.detector).inc()
-
-
-def _count(unwrapped: Unwrapped) -> None:
-    if unwrapped.records:
-        metrics.RECORDS_DECODED.labels(unwrapped.envelope).inc(len(unwrapped.records))
-    for reason, count in unwrapped.skipped.items():
-        metrics.RECORDS_SKIPPED.labels(reason).inc(count)
-    for failure in unwrapped.failures:
-        metrics.DECODE_FAILURES.labels(failure.reason).inc()
-
-
-def _undecodable(
-    message: Any, failures: list[DecodeFailure], received_at: datetime
-) -> DeadLetter:
-    first = failures[0]
-    _log.warning(
-        "record.undecodable",
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        reason=first.reason,
-        failures=len(failures),
-        detail=first.detail,
-    )
-    detail = "; ".join(failure.detail for failure in failures)
-    return _dead_letter(message, first.reason, detail, received_at)
-
-
-def _dead_letter(
-    message: Any, reason: str, detail: str, received_at: datetime
-) -> DeadLetter:
-    if len(detail) > _MAX_DETAIL:
-        detail = detail[: _MAX_DETAIL - 1] + "…"
-    return DeadLetter(
-        source=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        reason=reason,
-        detail=detail,
-        payload=message.value if message.value is not None else b"",
-        received_at=received_at,
-    )
-
-
-@dataclass(slots=True)
-class _Totals:
-    batches: int = 0
-    messages: int = 0
-    records: int = 0
-    findings: int = 0
-    alerts_created: int = 0
-    dead_letters: int = 0
+_BROKER_PROBE_SECONDS = 2.0
+_BROKER_TIMEOUT_SECONDS = 5.0
 
 
 class CloudTrailConsumer:
@@ -180,22 +56,33 @@ class CloudTrailConsumer:
     ) -> None:
         self._settings = settings
         self._store = store
-        self._policy = policy
         self._forwarder = forwarder
         self._kafka: AIOKafkaConsumer | None = None
-        self._engines: dict[TopicPartition, DetectionEngine] = {}
+        grace = timedelta(seconds=settings.event_grace_seconds)
+        self._partitions = Partitions(policy, grace)
         # Held while a batch is stored and committed; revoke waits for it.
         self._batch_lock = asyncio.Lock()
-        self._store_failing = False
+        self._stop = asyncio.Event()
+        self._retry = StoreRetry(settings.store_retry_max_seconds)
+        self._broker_failing = False
+        self._broker_probed = 0.0
         self._running = False
-        self.totals = _Totals()
+        self.totals = Totals()
 
-    def is_ready(self) -> bool:
-        """True once joined to Kafka and while the store takes writes."""
-        return self._running and not self._store_failing
+    def not_ready_reason(self) -> str | None:
+        """Why the consumer is not ready, or None once joined to Kafka while the
+        broker answers and the store writes."""
+        if not self._running:
+            return "consumer is starting or stopping"
+        if self._retry.failing:
+            return "alert store is unavailable; retrying the batch in hand"
+        if self._broker_failing:
+            return "Kafka broker is unreachable; reconnecting"
+        return None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the batch in hand is stored and committed."""
+        self._stop = stop
         self._kafka = self._new_kafka_consumer()
         try:
             await self._kafka.start()
@@ -216,6 +103,7 @@ class CloudTrailConsumer:
             _log.info("consumer.stopped", **dataclasses.asdict(self.totals))
 
     def _new_kafka_consumer(self) -> AIOKafkaConsumer:
+        session_timeout = self._settings.kafka_session_timeout_seconds
         return AIOKafkaConsumer(
             bootstrap_servers=self._settings.kafka_bootstrap_servers,
             group_id=self._settings.kafka_group_id,
@@ -225,135 +113,158 @@ class CloudTrailConsumer:
             isolation_level="read_committed",
             max_partition_fetch_bytes=_PARTITION_FETCH_BYTES,
             fetch_max_bytes=_FETCH_BYTES,
+            # A replica that dies (SIGKILL, OOM) holds its partitions this long.
+            session_timeout_ms=int(session_timeout * 1000),
+            heartbeat_interval_ms=int(session_timeout * 1000 / 3),
         )
 
     async def _poll(self, kafka: AIOKafkaConsumer) -> None:
-        fetched = await kafka.getmany(
-            timeout_ms=_POLL_MS, max_records=self._settings.kafka_max_batch_records
-        )
+        await self._restore_pending(kafka)
+        try:
+            fetched = await kafka.getmany(
+                timeout_ms=_POLL_MS, max_records=self._settings.kafka_max_batch_records
+            )
+        except KafkaError as exc:
+            # aiokafka reconnects by itself; the probe below reports readiness.
+            _log.warning("consumer.fetch_failed", error=str(exc))
+            fetched = {}
         if fetched:
             async with self._batch_lock:
                 await self._handle(kafka, fetched)
+        await self._probe_broker(kafka)
         await self._update_lag(kafka)
+
+    async def _restore_pending(self, kafka: AIOKafkaConsumer) -> None:
+        """Restore assigned partitions from their checkpoints, then seek and resume."""
+        for tp in sorted(self._partitions.pending, key=lambda tp: tp.partition):
+            owned = await self._retry(
+                "partition.restore_failed",
+                functools.partial(self._partitions.restore, self._store, tp),
+                functools.partial(self._restore_wanted, tp),
+            )
+            if owned is None:
+                continue
+            if owned.position is not None:
+                kafka.seek(tp, owned.position)
+            kafka.resume(tp)
+            _log.info(
+                "partition.restored",
+                partition=f"{tp.topic}/{tp.partition}",
+                next_offset=owned.position,
+                state_entries=sum(owned.engine.state_sizes().values()),
+            )
+        self._partitions.export_state_sizes()
+
+    def _restore_wanted(self, tp: TopicPartition) -> bool:
+        return tp in self._partitions.pending and not self._stop.is_set()
 
     async def _handle(self, kafka: AIOKafkaConsumer, fetched: Fetched) -> None:
         started = time.perf_counter()
-        # Records of partitions revoked since the fetch belong to their new owner.
-        owned = {tp: msgs for tp, msgs in fetched.items() if tp in self._engines}
-        if not owned:
-            return
-
-        batch = decode_batch(owned, self._engines.__getitem__, datetime.now(UTC))
-        changes = await self._save(batch)
-        await self._commit(kafka, batch.offsets)
-        created = self._forward(changes)
-        metrics.PROCESSING_SECONDS.observe(time.perf_counter() - started)
-        self._add_totals(batch, created)
-
-    async def _save(self, batch: Batch) -> list[AlertChange]:
-        """Store the batch, retrying until the store takes it: no batch is skipped."""
-        changes: list[AlertChange] | None = None
-        letters_saved = not batch.dead_letters
-        attempt = 0
-        while True:
-            try:
-                if changes is None:
-                    changes = await self._save_findings(batch.findings)
-                if not letters_saved:
-                    await self._store.save_dead_letters(batch.dead_letters)
-                    letters_saved = True
-            except StoreUnavailable as exc:
-                attempt += 1
-                self._store_failing = True
-                delay = _store_retry_delay(attempt)
-                _log.warning(
-                    "batch.store_failed",
-                    attempt=attempt,
-                    retry_in=round(delay, 2),
-                    error=str(exc),
-                )
-                await asyncio.sleep(delay)
+        received_at = datetime.now(UTC)
+        offsets: dict[TopicPartition, int] = {}
+        for tp, messages in fetched.items():
+            # Records of partitions revoked or reset since the fetch are skipped:
+            # they are read again from the checkpoint.
+            owned = self._partitions.owned.get(tp)
+            fresh = [] if owned is None else owned.fresh(messages)
+            if owned is None or not fresh:
                 continue
+            batch = decode_batch({tp: fresh}, _always(owned.engine), received_at)
+            changes = await self._store_batch(kafka, owned, batch)
+            if changes is None:
+                continue
+            offsets[tp] = batch.offsets[tp]
+            self.totals.add(batch, forward_created(changes, self._forwarder))
 
-            self._store_failing = False
-            return changes
+        self._partitions.export_state_sizes()
+        await self._commit(kafka, offsets)
+        metrics.PROCESSING_SECONDS.observe(time.perf_counter() - started)
 
-    async def _save_findings(self, findings: list[Finding]) -> list[AlertChange]:
-        if not findings:
-            return []
-        return await self._store.save_findings(findings)
+    async def _store_batch(
+        self, kafka: AIOKafkaConsumer, owned: OwnedPartition, batch: Batch
+    ) -> list[AlertChange] | None:
+        """Store the partition's batch with its checkpoint; None if it is void."""
+        tp = owned.tp
+        try:
+            return await save_checkpoint(
+                self._store,
+                self._retry,
+                owned,
+                batch,
+                lambda: self._partitions.owned.get(tp) is owned,
+            )
+        except CheckpointConflict as exc:
+            # Another replica (or a write of ours whose answer was lost) moved the
+            # checkpoint: this batch is void; restore the partition and read again.
+            metrics.CHECKPOINT_CONFLICTS.inc()
+            self.totals.conflicts += 1
+            _log.warning("batch.checkpoint_conflict", error=str(exc))
+            self._partitions.reset(tp)
+            if tp in kafka.assignment():
+                kafka.pause(tp)
+            return None
 
     async def _commit(
         self, kafka: AIOKafkaConsumer, offsets: dict[TopicPartition, int]
     ) -> None:
+        # Never for a partition we no longer own; the checkpoint is the truth anyway.
+        owned = {tp: o for tp, o in offsets.items() if tp in self._partitions.owned}
+        if not owned:
+            return
         try:
-            await kafka.commit(offsets)
-        except (CommitFailedError, IllegalStateError) as exc:
-            # The group rebalanced: the new owner re-reads from the last commit and
-            # the store merges the repeats into the same alerts.
-            _log.warning("batch.commit_failed", error=str(exc))
+            async with asyncio.timeout(_BROKER_TIMEOUT_SECONDS):
+                await kafka.commit(owned)
+        except (KafkaError, TimeoutError) as exc:
+            _log.warning("batch.commit_failed", error=str(exc) or type(exc).__name__)
 
-    def _forward(self, changes: list[AlertChange]) -> int:
-        created = 0
-        for change in changes:
-            if not change.created:
-                continue
-            alert = change.alert
-            created += 1
-            metrics.ALERTS.labels(alert.detector, alert.severity).inc()
-            _log.info(
-                "alert.created",
-                alert_id=alert.id,
-                detector=alert.detector,
-                severity=alert.severity,
-                third_party=alert.third_party,
-                account_id=alert.account_id,
-            )
-            if self._forwarder is not None:
-                self._forwarder.submit(alert)
-        return created
-
-    def _add_totals(self, batch: Batch, created: int) -> None:
-        totals = self.totals
-        totals.batches += 1
-        totals.messages += batch.messages
-        totals.records += batch.records
-        totals.findings += len(batch.findings)
-        totals.alerts_created += created
-        totals.dead_letters += len(batch.dead_letters)
-        _log.debug(
-            "batch.committed",
-            messages=batch.messages,
-            records=batch.records,
-            findings=len(batch.findings),
-            alerts_created=created,
-            dead_letters=len(batch.dead_letters),
-            offsets={f"{tp.partition}": offset for tp, offset in batch.offsets.items()},
-        )
+    async def _probe_broker(self, kafka: AIOKafkaConsumer) -> None:
+        now = time.monotonic()
+        if now - self._broker_probed < _BROKER_PROBE_SECONDS:
+            return
+        self._broker_probed = now
+        try:
+            async with asyncio.timeout(_BROKER_TIMEOUT_SECONDS):
+                await kafka.topics()
+        except (KafkaError, TimeoutError) as exc:
+            if not self._broker_failing:
+                _log.warning("broker.unreachable", error=str(exc) or type(exc).__name__)
+            self._broker_failing = True
+            return
+        if self._broker_failing:
+            _log.info("broker.reachable")
+        self._broker_failing = False
 
     async def _update_lag(self, kafka: AIOKafkaConsumer) -> None:
         assigned = kafka.assignment()
-        for tp in list(self._engines):
+        for tp in list(self._partitions.owned):
             highwater = kafka.highwater(tp)
             if tp not in assigned or highwater is None:
                 continue
-            position = await kafka.position(tp)
-            lag = max(0, highwater - position)
-            metrics.CONSUMER_LAG.labels(str(tp.partition)).set(lag)
+            try:
+                position = await kafka.position(tp)
+            except KafkaError:
+                continue
+            metrics.CONSUMER_LAG.labels(str(tp.partition)).set(
+                max(0, highwater - position)
+            )
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
-        if not assigned:
+        if not assigned or self._kafka is None:
             return
-        for tp in assigned:
-            self._engines.setdefault(tp, DetectionEngine(self._policy))
+        # Nothing is fetched for a partition until its checkpoint is restored.
+        self._kafka.pause(*assigned)
+        self._partitions.assign(assigned)
         _log.info("partitions.assigned", partitions=_partition_list(assigned))
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         if not revoked:
             return
+        # Dropped first, so a batch in hand that the store keeps refusing stops
+        # retrying; one the store takes is still written (fenced by its
+        # checkpoint) before the new owner is let in.
+        self._partitions.revoke(revoked)
         async with self._batch_lock:
             for tp in revoked:
-                self._engines.pop(tp, None)
                 with contextlib.suppress(KeyError):
                     metrics.CONSUMER_LAG.remove(str(tp.partition))
         _log.info("partitions.revoked", partitions=_partition_list(revoked))
@@ -370,9 +281,8 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._consumer.on_assigned(assigned)
 
 
-def _store_retry_delay(attempt: int) -> float:
-    ceiling = min(_STORE_RETRY_MAX, _STORE_RETRY_FIRST * 2 ** min(attempt - 1, 10))
-    return random.uniform(ceiling / 2, ceiling)
+def _always(engine: DetectionEngine) -> Callable[[TopicPartition], DetectionEngine]:
+    return lambda _tp: engine
 
 
 def _partition_list(tps: set[TopicPartition]) -> list[str]:

@@ -1,6 +1,7 @@
 """Every Prometheus metric of Trailwarden, defined once in the default registry.
 
-Label values are bounded sets (detector, severity, reason, outcome, partition).
+Label values are bounded sets (detector, severity, reason, outcome, partition,
+state kind).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import get_args
 from prometheus_client import Counter, Gauge, Histogram
 
 from detectors.detector import SEVERITIES
+from detectors.state import STATE_KINDS
 from service.envelopes import DecodeReason
 
 MESSAGES_CONSUMED = Counter("trailwarden_messages_consumed", "Kafka messages consumed.")
@@ -53,6 +55,48 @@ WEBHOOK_DELIVERIES = Counter(
     ["outcome"],
 )
 
+CHECKPOINT_SECONDS = Histogram(
+    "trailwarden_checkpoint_seconds",
+    "Time to store one partition's batch with its state and next offset.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+CHECKPOINT_ENTRIES = Histogram(
+    "trailwarden_checkpoint_entries",
+    "State entries written (upserted or deleted) by one checkpoint.",
+    buckets=(0, 1, 5, 10, 50, 100, 500, 1000, 5000, 10000),
+)
+CHECKPOINT_BYTES = Histogram(
+    "trailwarden_checkpoint_bytes",
+    "Bytes of state values written by one checkpoint.",
+    buckets=(0, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304),
+)
+CHECKPOINT_CONFLICTS = Counter(
+    "trailwarden_checkpoint_conflicts",
+    "Batches voided because another replica moved the partition's checkpoint.",
+)
+RESTORE_SECONDS = Histogram(
+    "trailwarden_restore_seconds",
+    "Time to load a partition's checkpoint into a fresh engine after assignment.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+STATE_ENTRIES = Gauge(
+    "trailwarden_state_entries",
+    "Live detector state entries over the partitions this replica owns, by kind.",
+    ["kind"],
+)
+LATE_RECORDS = Counter(
+    "trailwarden_late_records",
+    "Records older than the event-time grace: windows skip them, other checks run.",
+)
+DUPLICATE_RECORDS = Counter(
+    "trailwarden_duplicate_records",
+    "Records seen before (same eventID and recipientAccountId), processed once.",
+)
+SESSION_ELSEWHERE = Counter(
+    "trailwarden_session_elsewhere",
+    "Records whose session was opened on another partition (producer keying).",
+)
+
 DECODE_REASONS: tuple[str, ...] = get_args(DecodeReason)
 SKIP_REASONS = ("digest", "insight", "control_message")
 ENVELOPES = (
@@ -81,3 +125,5 @@ def init_metrics(detector_ids: Iterable[str]) -> None:
         RECORDS_DECODED.labels(envelope)
     for outcome in WEBHOOK_OUTCOMES:
         WEBHOOK_DELIVERIES.labels(outcome)
+    for kind in STATE_KINDS:
+        STATE_ENTRIES.labels(kind)

@@ -75,7 +75,11 @@ async def _run_parts(
     shutdown = _Shutdown(stop, settings.shutdown_timeout_seconds)
     forwarder = _webhook_forwarder(settings)
     consumer = CloudTrailConsumer(settings, store, policy, forwarder)
-    app = create_app(store, api_tokens=settings.token_values(), ready=consumer.is_ready)
+    app = create_app(
+        store,
+        api_tokens=settings.token_values(),
+        not_ready=consumer.not_ready_reason,
+    )
     server = _ApiServer(app, settings)
 
     with _stop_on_signals(shutdown):

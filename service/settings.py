@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     kafka_topic: str = "cloudtrail"
     kafka_group_id: str = "trailwarden"
     kafka_max_batch_records: int = Field(default=500, ge=1)
+    kafka_session_timeout_seconds: float = Field(default=10.0, ge=1)
     database_url: str = "sqlite:///trailwarden.db"
     policy_file: Path | None = None
     api_tokens: Annotated[list[SecretStr], NoDecode] = []
@@ -44,6 +45,8 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8080, ge=1, le=65535)
     dedup_window_seconds: int = Field(default=3600, ge=1)
     shutdown_timeout_seconds: float = Field(default=20.0, gt=0)
+    event_grace_seconds: int = Field(default=1800, ge=0)
+    store_retry_max_seconds: float = Field(default=30.0, gt=0)
     log_level: str = "INFO"
     log_format: LogFormat = "auto"
 

@@ -27,7 +27,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-pytest_plugins = ["fixtures_postgres"]
+# A fixture module that imports another comes after it, so pytest registers
+# (and rewrites the asserts of) each before anything imports it.
+pytest_plugins = [
+    "fixtures_aws",
+    "fixtures_postgres",
+    "fixtures_process",
+    "fixtures_stream",
+    "fixtures_outage",
+    "fixtures_reference",
+]
 
 WEBHOOK_SECRET = "test-webhook-secret"
 _BROKER_START_SECONDS = 60.0

@@ -19,13 +19,14 @@ def create_app(
     store: AlertStore,
     *,
     api_tokens: Sequence[str] = (),
-    ready: Callable[[], bool] = lambda: True,
+    not_ready: Callable[[], str | None] = lambda: None,
 ) -> FastAPI:
     """The FastAPI app serving `store`.
 
     With `api_tokens`, /alerts and /dead-letters need `Authorization: Bearer
-    <token>`; /healthz, /readyz and /metrics stay open. `ready` tells /readyz
-    whether the rest of the service is up. Raises ValueError for an empty token.
+    <token>`; /healthz, /readyz and /metrics stay open. `not_ready` tells /readyz
+    why the rest of the service is not up, or None when it is. Raises ValueError
+    for an empty token.
     """
     if any(not token for token in api_tokens):
         raise ValueError("api_tokens must not contain an empty token")
@@ -42,7 +43,7 @@ def create_app(
     )
     app.state.store = store
     app.state.api_tokens = tuple(token.encode("utf-8") for token in api_tokens)
-    app.state.ready = ready
+    app.state.not_ready = not_ready
 
     errors.install(app)
     app.include_router(alerts.router)

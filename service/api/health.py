@@ -26,9 +26,10 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz", response_model=None)
 async def readyz(request: Request, store: Store) -> dict[str, str] | JSONResponse:
     """Ready when the service says so and the store answers; 503 with why if not."""
-    ready: Callable[[], bool] = request.app.state.ready
-    if not ready():
-        return _unavailable("service is starting or stopping")
+    not_ready: Callable[[], str | None] = request.app.state.not_ready
+    reason = not_ready()
+    if reason is not None:
+        return _unavailable(reason)
 
     try:
         await store.ping()

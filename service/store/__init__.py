@@ -1,6 +1,6 @@
-"""The alert store: alerts and dead letters in SQLite or PostgreSQL.
+"""The alert store: alerts, dead letters and checkpoints in SQLite or PostgreSQL.
 
-`open_store(url)` picks the async driver; call `start()` before use.
+`open_store(url)` picks the async driver; `start()` migrates the schema and connects.
 """
 
 from __future__ import annotations
@@ -10,12 +10,16 @@ from datetime import timedelta
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from service.store.checkpoints import Checkpoint, CheckpointConflict
 from service.store.errors import InvalidCursor, StoreError, StoreUnavailable
-from service.store.sql import AlertStore
+from service.store.sql import AlertStore, Outbox
 
 __all__ = [
     "AlertStore",
+    "Checkpoint",
+    "CheckpointConflict",
     "InvalidCursor",
+    "Outbox",
     "StoreError",
     "StoreUnavailable",
     "database_url",
@@ -31,15 +35,21 @@ _DRIVERS = {
 }
 
 
-def open_store(url: str, *, dedup_window: timedelta = timedelta(hours=1)) -> AlertStore:
+def open_store(
+    url: str,
+    *,
+    dedup_window: timedelta = timedelta(hours=1),
+    outbox: Outbox | None = None,
+) -> AlertStore:
     """An alert store for `url`, not yet connected.
 
     Accepts `sqlite:///path.db`, `postgresql://user@host/db` and their explicit
-    `+aiosqlite`/`+asyncpg` forms. Raises ValueError for anything else.
+    `+aiosqlite`/`+asyncpg` forms. Raises ValueError for anything else. `outbox`
+    runs in every transaction that creates or updates alerts.
     """
     if dedup_window < timedelta(0):
         raise ValueError(f"dedup_window must not be negative, got {dedup_window}")
-    return AlertStore(database_url(url), dedup_window=dedup_window)
+    return AlertStore(database_url(url), dedup_window=dedup_window, outbox=outbox)
 
 
 def database_url(url: str) -> URL:

@@ -1,4 +1,4 @@
-"""Tables of the alert store, for SQLite and PostgreSQL alike.
+"""Tables of the alert store (alerts, dead letters, checkpoints, detector state).
 
 Times are bound as UTC: TIMESTAMPTZ on PostgreSQL, fixed-width UTC text on SQLite.
 """
@@ -94,4 +94,27 @@ dead_letters = sa.Table(
     sa.Column("payload_size", sa.BigInteger, nullable=False),
     sa.Column("received_at", UtcDateTime, nullable=False),
     sqlite_autoincrement=True,
+)
+
+# One row per (topic, partition): the offset of the next record to process. It
+# moves in the same transaction as the alerts and the state of the records before it.
+checkpoints = sa.Table(
+    "checkpoints",
+    metadata,
+    sa.Column("topic", sa.Text, primary_key=True),
+    sa.Column("kafka_partition", sa.Integer, primary_key=True),
+    sa.Column("next_offset", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# The detector state of each partition as of its checkpoint, one row per entry.
+detector_state = sa.Table(
+    "detector_state",
+    metadata,
+    sa.Column("topic", sa.Text, primary_key=True),
+    sa.Column("kafka_partition", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.Text, primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("value", sa.LargeBinary, nullable=False),
+    sa.Column("expires_at", UtcDateTime),
 )

@@ -1,10 +1,18 @@
-"""AlertStore: alerts and dead letters in SQLite or PostgreSQL, via SQLAlchemy."""
+"""AlertStore: alerts, dead letters and checkpoints in SQLite or PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,22 +26,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import StaticPool
 
 from detectors.detector import Finding
+from detectors.state import StateDelta
 from service.alerts import Alert, AlertChange, AlertPage, AlertQuery
 from service.dead_letters import MAX_STORED_PAYLOAD_BYTES, DeadLetter
-from service.store import dedup
+from service.store import checkpoints, dedup, migrate
+from service.store.checkpoints import Checkpoint
 from service.store.cursor import decode_cursor, encode_cursor
-from service.store.errors import StoreUnavailable
-from service.store.schema import alerts, dead_letters, metadata
+from service.store.errors import StoreUnavailable, is_unavailable
+from service.store.schema import alerts, dead_letters
 
 logger = structlog.get_logger(__name__)
 
+Outbox = Callable[[AsyncConnection, Sequence[AlertChange]], Awaitable[None]]
+"""Called inside the transaction that stored alert changes, to queue deliveries."""
+
 _FILTERS = ("detector", "severity", "third_party", "account_id", "status")
-_UNAVAILABLE = (
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
-    OSError,
-    TimeoutError,
-)
 
 
 class AlertStore:
@@ -50,10 +57,12 @@ class AlertStore:
         *,
         dedup_window: timedelta = timedelta(hours=1),
         ping_timeout: float = 5.0,
+        outbox: Outbox | None = None,
     ) -> None:
         self.url = url
         self.dedup_window = dedup_window
         self._ping_timeout = ping_timeout
+        self._outbox = outbox
         self._engine: AsyncEngine | None = None
         # SQLite has one writer at a time; queue ours here instead of on its lock.
         self._write_lock = (
@@ -61,7 +70,7 @@ class AlertStore:
         )
 
     async def start(self) -> None:
-        """Connect and create the tables that are missing."""
+        """Connect and migrate the schema to the newest revision."""
         if self._engine is not None:
             return
         _check_sqlite_directory(self.url)
@@ -69,7 +78,7 @@ class AlertStore:
         try:
             with _translate_errors("start"):
                 async with engine.begin() as conn:
-                    await conn.run_sync(metadata.create_all)
+                    previous = await conn.run_sync(migrate.upgrade)
         except BaseException:
             await engine.dispose()
             raise
@@ -79,6 +88,8 @@ class AlertStore:
             "store.started",
             url=self.url.render_as_string(hide_password=True),
             dedup_window_seconds=self.dedup_window.total_seconds(),
+            schema_revision=migrate.head_revision(),
+            previous_revision=previous,
         )
 
     async def close(self) -> None:
@@ -112,6 +123,61 @@ class AlertStore:
                 # Another process opened the same alert id first; now we see it.
                 logger.debug("store.save_retried", findings=len(findings))
                 return await self._save_findings(engine, findings, now)
+
+    async def save_batch(
+        self,
+        *,
+        topic: str,
+        partition: int,
+        previous_offset: int | None,
+        next_offset: int,
+        findings: Sequence[Finding],
+        dead_letters: Sequence[DeadLetter],
+        state: StateDelta,
+    ) -> list[AlertChange]:
+        """Store one partition's batch and move its checkpoint, in one transaction.
+
+        The checkpoint moves from `previous_offset` (None: the partition has none
+        yet) to `next_offset`, with the batch's alerts, dead letters and state
+        changes. Raises CheckpointConflict, storing nothing, when the checkpoint
+        is no longer at `previous_offset`.
+        """
+        engine = self._require_engine()
+
+        now = datetime.now(UTC)
+        batch = _Batch(topic, partition, previous_offset, next_offset, state)
+        async with self._writing("save_batch"):
+            try:
+                return await self._save_batch(
+                    engine, batch, findings, dead_letters, now
+                )
+            except sa_exc.IntegrityError:
+                # Another writer inserted the same alert id or checkpoint row first.
+                logger.debug("store.save_retried", findings=len(findings))
+                return await self._save_batch(
+                    engine, batch, findings, dead_letters, now
+                )
+
+    async def load_checkpoint(self, topic: str, partition: int) -> Checkpoint | None:
+        """The partition's next offset and state, or None if it has no checkpoint."""
+        engine = self._require_engine()
+
+        with _translate_errors("load_checkpoint"):
+            for _ in range(3):
+                try:
+                    async with engine.connect() as conn:
+                        return await checkpoints.read(conn, topic, partition)
+                except checkpoints.CheckpointConflict:
+                    # A writer moved it between our reads; read again.
+                    continue
+            raise StoreUnavailable(f"{topic}/{partition}: checkpoint keeps moving")
+
+    async def count_state_entries(self, topic: str | None = None) -> int:
+        """How many detector state entries are stored (of `topic`, or of all)."""
+        engine = self._require_engine()
+        with _translate_errors("count_state_entries"):
+            async with engine.connect() as conn:
+                return await checkpoints.count_state(conn, topic)
 
     async def save_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         """Keep undecodable input, each payload cut to MAX_STORED_PAYLOAD_BYTES."""
@@ -177,12 +243,45 @@ class AlertStore:
     async def _save_findings(
         self, engine: AsyncEngine, findings: Sequence[Finding], now: datetime
     ) -> list[AlertChange]:
-        changes = []
         async with engine.begin() as conn:
-            for finding in findings:
-                change = await self._save_finding(conn, finding, now)
-                if change is not None:
-                    changes.append(change)
+            return await self._merge(conn, findings, now)
+
+    async def _save_batch(
+        self,
+        engine: AsyncEngine,
+        batch: _Batch,
+        findings: Sequence[Finding],
+        letters: Sequence[DeadLetter],
+        now: datetime,
+    ) -> list[AlertChange]:
+        async with engine.begin() as conn:
+            await checkpoints.advance(
+                conn,
+                topic=batch.topic,
+                partition=batch.partition,
+                previous_offset=batch.previous_offset,
+                next_offset=batch.next_offset,
+                now=now,
+            )
+            changes = await self._merge(conn, findings, now)
+            if letters:
+                rows = [_dead_letter_row(letter) for letter in letters]
+                await conn.execute(dead_letters.insert(), rows)
+            await checkpoints.write_state(
+                conn, topic=batch.topic, partition=batch.partition, delta=batch.state
+            )
+        return changes
+
+    async def _merge(
+        self, conn: AsyncConnection, findings: Sequence[Finding], now: datetime
+    ) -> list[AlertChange]:
+        changes = []
+        for finding in findings:
+            change = await self._save_finding(conn, finding, now)
+            if change is not None:
+                changes.append(change)
+        if changes and self._outbox is not None:
+            await self._outbox(conn, changes)
         return changes
 
     async def _save_finding(
@@ -228,6 +327,15 @@ class AlertStore:
                 return
             async with self._write_lock:
                 yield
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    topic: str
+    partition: int
+    previous_offset: int | None
+    next_offset: int
+    state: StateDelta
 
 
 async def _alert_row(
@@ -327,5 +435,7 @@ def _json_text(value: object) -> str:
 def _translate_errors(operation: str) -> Iterator[None]:
     try:
         yield
-    except _UNAVAILABLE as exc:
+    except (sa_exc.DBAPIError, OSError, TimeoutError) as exc:
+        if not is_unavailable(exc):
+            raise
         raise StoreUnavailable(f"database unavailable during {operation}") from exc

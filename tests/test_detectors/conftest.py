@@ -12,10 +12,14 @@ import pytest
 
 from detectors.attribution import Attributor
 from detectors.detector import Detector, Finding
-from detectors.third_parties import parse_policy
+from detectors.third_parties import Policy, load_policy, parse_policy
+from service.envelopes import unwrap
+from service.inputs import iter_input_files, read_input
 from service.records import CloudTrailRecord, record_from_dict
 
 DATA = Path(__file__).parent.parent / "data" / "detectors"
+CORPUS = Path(__file__).parents[3] / "shared" / "corpus"
+CORPUS_POLICY = Path(__file__).parents[1] / "data" / "corpus-policy.yaml"
 
 RawRecord = Callable[..., dict[str, Any]]
 LoadRecord = Callable[..., CloudTrailRecord]
@@ -73,3 +77,18 @@ def detect() -> Detect:
         return detector.check(records[-1], attribution)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def corpus_records() -> list[CloudTrailRecord]:
+    """Every record of the shared corpus, in file order (skips without it)."""
+    if not CORPUS.is_dir():
+        pytest.skip(f"no shared corpus at {CORPUS}")
+    files = iter_input_files([CORPUS])
+    return [r for path in files for r in unwrap(read_input(path)).records]
+
+
+@pytest.fixture(scope="session")
+def corpus_policy() -> Policy:
+    """The registry that makes the corpus's cross-account activity third-party."""
+    return load_policy(CORPUS_POLICY)

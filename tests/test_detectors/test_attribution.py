@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from detectors.attribution import Attributor
+from detectors.engine import DetectionEngine
 from detectors.third_parties import parse_policy
 from service.records import CloudTrailRecord, record_from_dict
 
@@ -194,17 +195,23 @@ def test_attribute_session_expires_with_its_credentials(
     assert attributor.attribute(session).kind == kind
 
 
-def test_attribute_expired_sessions_are_evicted_as_time_advances(
+def test_attribute_expired_sessions_are_evicted_as_the_watermark_passes(
     load_record: LoadRecord,
 ) -> None:
-    attributor = _attributor(
-        ["111122223333"], {"id": "acme", "accounts": ["777788889999"]}
+    """The engine drops sessions once its watermark (by event time) passes them."""
+    engine = DetectionEngine(
+        parse_policy(
+            {
+                "organization": {"accounts": ["111122223333"]},
+                "third_parties": [{"id": "acme", "accounts": ["777788889999"]}],
+            }
+        )
     )
-    attributor.attribute(load_record(CROSS_ACCOUNT, 1))
+    engine.process(load_record(CROSS_ACCOUNT, 1))
 
-    attributor.attribute(load_record(NO_MFA))
+    engine.process(load_record(NO_MFA))
 
-    assert len(attributor) == 0
+    assert engine.state_sizes()["session"] == 0
 
 
 @pytest.mark.parametrize(
@@ -279,18 +286,24 @@ def test_attribute_sessions_are_capped_oldest_first(
 
 
 def test_attribute_capped_sessions_still_expire(raw_record: RawRecord) -> None:
-    attributor = _attributor(
-        ["111122223333"], {"id": "acme", "accounts": ["777788889999"]}, max_sessions=2
+    engine = DetectionEngine(
+        parse_policy(
+            {
+                "organization": {"accounts": ["111122223333"]},
+                "third_parties": [{"id": "acme", "accounts": ["777788889999"]}],
+            }
+        ),
+        max_sessions=2,
     )
     for key in ("ASIAFIRST", "ASIASECOND", "ASIATHIRD"):
-        attributor.attribute(_assume_with_key(raw_record, key))
+        engine.process(_assume_with_key(raw_record, key))
 
-    late = attributor.attribute(
+    late = engine.process(
         _session_with_key(raw_record, "ASIATHIRD", "2014-07-18T17:00:00Z")
     )
 
-    assert late.kind == "unknown"
-    assert len(attributor) == 0
+    assert late == []
+    assert engine.state_sizes()["session"] == 0
 
 
 @pytest.mark.parametrize(
@@ -435,3 +448,35 @@ def test_attribute_no_identity_is_unknown(raw_record: RawRecord) -> None:
     )
 
     assert attributor.attribute(record).kind == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("ours", "changes", "waits"),
+    [
+        (["307578594326"], {}, True),
+        ([], {}, False),
+        (["307578594326"], {"accessKeyId": "AKIA36EV31F1RB3OA8IG"}, False),
+        (["307578594326"], {"accessKeyId": None}, False),
+        (["307578594326"], {"type": "IAMUser"}, False),
+        (["111122223333"], {}, False),
+    ],
+    ids=[
+        "unknown_session",
+        "no_org",
+        "long_term_key",
+        "no_key",
+        "iam_user",
+        "not_ours",
+    ],
+)
+def test_attribute_waiting_key_only_for_unknown_sessions_in_our_accounts(
+    raw_record: RawRecord, ours: list[str], changes: dict[str, Any], waits: bool
+) -> None:
+    """The stratus LeaveOrganization call, made with a session nobody saw open."""
+    attributor = _attributor(ours, {"id": "acme", "accounts": [VENDOR]})
+    call = raw_record(LEAVE_ORG, 1)
+    call["userIdentity"].update(changes)
+
+    key = attributor.waiting_key(record_from_dict(call))
+
+    assert (key is not None) == waits

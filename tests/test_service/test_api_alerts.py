@@ -332,16 +332,22 @@ async def test_readyz_ready_with_store_returns_200(client: httpx.AsyncClient) ->
     assert response.json() == {"status": "ok"}
 
 
-async def test_readyz_service_not_ready_returns_503(
-    make_client: ClientFactory,
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "consumer is starting or stopping",
+        "Kafka broker is unreachable; reconnecting",
+    ],
+)
+async def test_readyz_service_not_ready_returns_503_with_its_reason(
+    make_client: ClientFactory, reason: str
 ) -> None:
-    client = make_client(ready=lambda: False)
+    client = make_client(not_ready=lambda: reason)
 
     response = await client.get("/readyz")
 
     assert response.status_code == 503
-    assert response.json()["status"] == "unavailable"
-    assert "starting or stopping" in response.json()["reason"]
+    assert response.json() == {"status": "unavailable", "reason": reason}
 
 
 async def test_readyz_store_closed_returns_503(

@@ -1,0 +1,1 @@
+"""Alembic migrations of the alert store; `service.store.migrate` runs them."""
