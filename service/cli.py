@@ -25,6 +25,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from detectors.detector import SEVERITIES
 from detectors.engine import DetectionEngine
 from detectors.third_parties import (
     DETECTOR_IDS,
@@ -34,9 +35,10 @@ from detectors.third_parties import (
     load_policy,
 )
 from service import __version__
-from service.alerts import Alert, AlertQuery
+from service.alerts import ALERT_STATUSES, Alert, AlertQuery
 from service.bridge.cli import bridge_app
 from service.errors import ServiceError
+from service.forwarders.cli import app as deliveries_app
 from service.inputs import iter_input_files
 from service.logs import configure_logging
 from service.replay import print_summary, replay_files
@@ -53,6 +55,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(bridge_app, name="bridge")
+app.add_typer(deliveries_app, name="deliveries")
 _out = Console()
 _err = Console(stderr=True, soft_wrap=True)
 
@@ -77,15 +80,24 @@ def main() -> None:
     app()
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        _out.print(f"trailwarden {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     version: Annotated[
-        bool, typer.Option("--version", help="Print the version and exit.")
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
     ] = False,
 ) -> None:
-    if version:
-        _out.print(f"trailwarden {__version__}")
-        raise typer.Exit()
     # stdout carries tables and JSON Lines; logs go to stderr (`run` reconfigures).
     configure_logging("WARNING", stream=sys.stderr)
 
@@ -97,6 +109,9 @@ def run(
     kafka_group_id: Annotated[str | None, typer.Option()] = None,
     database_url: Annotated[str | None, typer.Option()] = None,
     policy_file: Annotated[Path | None, typer.Option()] = None,
+    destinations_file: Annotated[
+        Path | None, typer.Option(help="Where alerts are sent; see Destinations.")
+    ] = None,
     api_tokens: Annotated[
         str | None, typer.Option(help="Comma-separated; prefer the env variable.")
     ] = None,
@@ -130,6 +145,7 @@ def run(
         kafka_group_id=kafka_group_id,
         database_url=database_url,
         policy_file=policy_file,
+        destinations_file=destinations_file,
         api_tokens=api_tokens,
         webhook_urls=webhook_urls,
         webhook_secret=webhook_secret,
@@ -240,9 +256,23 @@ def alerts(
         bool, typer.Option("--json", help="JSON Lines instead of a table.")
     ] = False,
     detector: Annotated[str | None, typer.Option(help="Only this detector.")] = None,
-    severity: Annotated[str | None, typer.Option()] = None,
-    third_party: Annotated[str | None, typer.Option()] = None,
-    status: Annotated[str | None, typer.Option()] = None,
+    severity: Annotated[
+        str | None,
+        typer.Option(
+            callback=lambda v: _one_of(v, SEVERITIES),
+            help=f"Only this severity: {', '.join(SEVERITIES)}.",
+        ),
+    ] = None,
+    third_party: Annotated[
+        str | None, typer.Option(help="Only this third party's id.")
+    ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            callback=lambda v: _one_of(v, ALERT_STATUSES),
+            help=f"Only this status: {', '.join(ALERT_STATUSES)}.",
+        ),
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 100,
 ) -> None:
     """List stored alerts, newest first."""
@@ -328,6 +358,12 @@ def _print_alerts(found: list[Alert]) -> None:
         )
     _out.print(table)
     _out.print("Details and ids: trailwarden alerts --json", style="dim")
+
+
+def _one_of(value: str | None, allowed: tuple[str, ...]) -> str | None:
+    if value is not None and value not in allowed:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}")
+    return value
 
 
 def _load_policy_or_exit(path: Path) -> Policy:

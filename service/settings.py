@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     kafka_session_timeout_seconds: float = Field(default=10.0, ge=1)
     database_url: str = "sqlite:///trailwarden.db"
     policy_file: Path | None = None
+    destinations_file: Path | None = None
     api_tokens: Annotated[list[SecretStr], NoDecode] = []
     webhook_urls: Annotated[list[str], NoDecode] = []
     webhook_secret: SecretStr | None = None

@@ -59,3 +59,19 @@ def test_alerts_empty_store_says_so(runner: CliRunner, db_url: str) -> None:
 
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "no alerts"
+
+
+def test_alerts_unknown_severity_is_a_usage_error(
+    runner: CliRunner, replayed_db: str
+) -> None:
+    result = runner.invoke(app, ["alerts", "--db", replayed_db, "--severity", "nope"])
+
+    assert result.exit_code == 2
+    assert "not one of low, medium, high, critical" in result.output
+
+
+def test_version_alone_prints_the_version(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["--version"])
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("trailwarden ")
