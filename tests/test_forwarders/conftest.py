@@ -1,4 +1,4 @@
-"""Forwarder fixtures: a moto server over HTTP, destinations, alerts, late receivers."""
+"""Forwarder fixtures: alerts and late receivers (moto comes from fixtures_aws)."""
 
 from __future__ import annotations
 
@@ -100,27 +100,3 @@ def late_server() -> Iterator[Callable[[Callable[..., Any]], LateServer]]:
     yield make
     for server in servers:
         server.stop()
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """A moto server (SNS, SQS) over HTTP on a free port, for the whole session."""
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fake credentials in the environment, as the standard chain reads them."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)

@@ -75,11 +75,9 @@ def test_message_attributes_leave_out_missing_third_party() -> None:
 
 
 @pytest.fixture
-def aws(moto_endpoint: str, aws_credentials: None) -> Callable[[str], Any]:
+def aws(aws_endpoint: str, aws_env: dict[str, str]) -> Callable[[str], Any]:
     def client(service: str) -> Any:
-        return boto3.client(
-            service, region_name="us-east-1", endpoint_url=moto_endpoint
-        )
+        return boto3.client(service, region_name="us-east-1", endpoint_url=aws_endpoint)
 
     return client
 
@@ -111,12 +109,12 @@ def subscribed_queue(aws) -> Callable[[bool], tuple[str, str]]:
 
 
 @pytest.fixture
-async def sns_sender(moto_endpoint: str) -> AsyncIterator[Callable[[str], SnsSender]]:
+async def sns_sender(aws_endpoint: str) -> AsyncIterator[Callable[[str], SnsSender]]:
     senders: list[SnsSender] = []
 
     def make(topic_arn: str) -> SnsSender:
         destination = SnsDestination(
-            name="topic", type="sns", topic_arn=topic_arn, endpoint_url=moto_endpoint
+            name="topic", type="sns", topic_arn=topic_arn, endpoint_url=aws_endpoint
         )
         sender = SnsSender(destination)
         senders.append(sender)
