@@ -70,8 +70,10 @@ class CloudTrailConsumer:
         self.totals = Totals()
 
     def not_ready_reason(self) -> str | None:
-        """Why the consumer is not ready, or None once joined to Kafka while the
-        broker answers and the store writes."""
+        """Why the consumer is not ready, or None when it is.
+
+        Ready means joined to Kafka, with the broker answering and the store writing.
+        """
         if not self._running:
             return "consumer is starting or stopping"
         if self._retry.failing:
