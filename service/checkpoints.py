@@ -1,8 +1,8 @@
 """Storing a partition's batch with its checkpoint, and what follows from it.
 
 The store is retried with capped, jittered backoff while it is down; a stored
-batch moves the partition's position, and the alerts it created are logged,
-counted and handed to the forwarder.
+batch moves the partition's position, and the alerts it created are logged and
+counted, and the forwarder is woken to send their deliveries.
 """
 
 from __future__ import annotations
@@ -115,7 +115,11 @@ async def save_checkpoint(
 
 
 def forward_created(changes: Sequence[AlertChange], forwarder: Forwarder | None) -> int:
-    """Log, count and forward each alert the batch created; returns how many."""
+    """Log and count each alert the batch created, then wake the forwarder.
+
+    The deliveries themselves were written with the alerts; returns how many
+    alerts were created.
+    """
     created = 0
     for change in changes:
         if not change.created:
@@ -131,7 +135,7 @@ def forward_created(changes: Sequence[AlertChange], forwarder: Forwarder | None)
             third_party=alert.third_party,
             account_id=alert.account_id,
         )
-        if forwarder is not None:
-            forwarder.submit(alert)
 
+    if created and forwarder is not None:
+        forwarder.wake()
     return created

@@ -49,11 +49,6 @@ PROCESSING_SECONDS = Histogram(
     "Time to decode, detect, store and commit one batch.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
-WEBHOOK_DELIVERIES = Counter(
-    "trailwarden_webhook_deliveries",
-    "Webhook delivery outcomes: delivered, retried (per retry), failed, dropped.",
-    ["outcome"],
-)
 
 CHECKPOINT_SECONDS = Histogram(
     "trailwarden_checkpoint_seconds",
@@ -108,7 +103,6 @@ ENVELOPES = (
     "cloudwatch_logs",
     "lookup_events",
 )
-WEBHOOK_OUTCOMES = ("delivered", "retried", "failed", "dropped")
 
 
 def init_metrics(detector_ids: Iterable[str]) -> None:
@@ -123,7 +117,5 @@ def init_metrics(detector_ids: Iterable[str]) -> None:
         RECORDS_SKIPPED.labels(reason)
     for envelope in ENVELOPES:
         RECORDS_DECODED.labels(envelope)
-    for outcome in WEBHOOK_OUTCOMES:
-        WEBHOOK_DELIVERIES.labels(outcome)
     for kind in STATE_KINDS:
         STATE_ENTRIES.labels(kind)

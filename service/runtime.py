@@ -1,7 +1,8 @@
 """Builds the service's parts and runs them in one TaskGroup until a signal.
 
 SIGTERM or SIGINT only sets a stop event; the consumer then stores and commits the
-batch in hand, leaves the group, and the API and forwarder stop after it.
+batch in hand, leaves the group, and the API and the delivery dispatcher stop after
+it. Deliveries not yet sent stay in the outbox for the next start.
 """
 
 from __future__ import annotations
@@ -19,16 +20,24 @@ from fastapi import FastAPI
 from detectors.engine import DetectionEngine
 from detectors.third_parties import Policy, empty_policy, load_policy
 from service.api import create_app
+from service.api import deliveries as deliveries_api
 from service.consumer import CloudTrailConsumer
 from service.errors import ServiceError, ShutdownTimeout
-from service.forwarders.webhook import WebhookForwarder
+from service.forwarders.destinations import (
+    SnsDestination,
+    WebhookDestination,
+    load_destinations,
+)
+from service.forwarders.dispatcher import Dispatcher
+from service.forwarders.metrics import init_delivery_metrics
+from service.forwarders.outbox_sql import SqlDeliveryOutbox, open_outbox, outbox_hook
 from service.metrics import init_metrics
 from service.settings import Settings
 from service.store import AlertStore, open_store
 
 _log = structlog.get_logger(__name__)
 
-_FORWARDER_GRACE_SECONDS = 5.0
+_DISPATCHER_GRACE_SECONDS = 5.0
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -37,22 +46,51 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
 
     Runs until SIGTERM or SIGINT (or until `stop` is set, for embedding and
     tests), then returns after a clean shutdown. Raises PolicyError for a bad
-    policy file, ServiceError when a part fails, and ShutdownTimeout when after a
-    signal the batch in hand is not stored within `shutdown_timeout_seconds`.
+    policy file, DestinationsError for a bad destinations file, ServiceError when
+    a part fails, and ShutdownTimeout when after a signal the batch in hand is not
+    stored within `shutdown_timeout_seconds`.
     """
     _log.info("service.starting", **settings.describe())
     policy = (
         load_policy(settings.policy_file) if settings.policy_file else empty_policy()
     )
+    destinations = configured_destinations(settings)
     init_metrics(DetectionEngine(policy).detector_ids)
+    init_delivery_metrics(destination.name for destination in destinations)
     dedup_window = timedelta(seconds=settings.dedup_window_seconds)
-    store = open_store(settings.database_url, dedup_window=dedup_window)
+    hook = outbox_hook(destinations) if destinations else None
+    store = open_store(settings.database_url, dedup_window=dedup_window, outbox=hook)
     await store.start()
+    outbox = open_outbox(settings.database_url)
     try:
-        await _run_parts(settings, store, policy, stop or asyncio.Event())
+        await _run_parts(settings, store, outbox, policy, destinations, stop)
     finally:
+        await outbox.close()
         await store.close()
     _log.info("service.stopped")
+
+
+def configured_destinations(
+    settings: Settings,
+) -> list[WebhookDestination | SnsDestination]:
+    """The destinations file's entries, plus one per `webhook_urls` entry."""
+    destinations = (
+        load_destinations(settings.destinations_file)
+        if settings.destinations_file
+        else []
+    )
+    for index, url in enumerate(settings.webhook_urls):
+        destinations.append(
+            WebhookDestination(
+                type="webhook",
+                name=f"webhook-{index + 1}",
+                url=url,
+                secret=settings.webhook_secret,
+                timeout_seconds=settings.webhook_timeout_seconds,
+                retry={"max_attempts": settings.webhook_max_attempts},
+            )
+        )
+    return destinations
 
 
 async def serve_api(store: AlertStore, settings: Settings, stop: asyncio.Event) -> None:
@@ -70,42 +108,37 @@ async def serve_api(store: AlertStore, settings: Settings, stop: asyncio.Event) 
 
 
 async def _run_parts(
-    settings: Settings, store: AlertStore, policy: Policy, stop: asyncio.Event
+    settings: Settings,
+    store: AlertStore,
+    outbox: SqlDeliveryOutbox,
+    policy: Policy,
+    destinations: list[WebhookDestination | SnsDestination],
+    stop: asyncio.Event | None,
 ) -> None:
-    shutdown = _Shutdown(stop, settings.shutdown_timeout_seconds)
-    forwarder = _webhook_forwarder(settings)
-    consumer = CloudTrailConsumer(settings, store, policy, forwarder)
+    shutdown = _Shutdown(stop or asyncio.Event(), settings.shutdown_timeout_seconds)
+    dispatcher = Dispatcher(outbox, destinations) if destinations else None
+    consumer = CloudTrailConsumer(settings, store, policy, dispatcher)
     app = create_app(
         store,
         api_tokens=settings.token_values(),
         not_ready=consumer.not_ready_reason,
     )
+    deliveries_api.install(app, outbox)
     server = _ApiServer(app, settings)
 
     with _stop_on_signals(shutdown):
         async with _failing_part(), asyncio.TaskGroup() as group:
             group.create_task(server.serve_checked())
-            if forwarder is not None:
-                group.create_task(forwarder.run())
+            if dispatcher is not None:
+                group.create_task(dispatcher.run())
             try:
                 await shutdown.consume(consumer)
             finally:
                 # Reverse order: the consumer has committed; now the API, then the
-                # webhooks get a short while to deliver what is queued.
+                # dispatcher gets a short while to send what is due.
                 server.should_exit = True
-                if forwarder is not None:
-                    await forwarder.close(_FORWARDER_GRACE_SECONDS)
-
-
-def _webhook_forwarder(settings: Settings) -> WebhookForwarder | None:
-    if not settings.webhook_urls or settings.webhook_secret is None:
-        return None
-    return WebhookForwarder(
-        settings.webhook_urls,
-        settings.webhook_secret.get_secret_value(),
-        timeout=settings.webhook_timeout_seconds,
-        max_attempts=settings.webhook_max_attempts,
-    )
+                if dispatcher is not None:
+                    await dispatcher.close(_DISPATCHER_GRACE_SECONDS)
 
 
 class _Shutdown:

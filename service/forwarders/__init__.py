@@ -1,18 +1,15 @@
-"""Forwarders hand new alerts to outside systems without ever blocking the consumer."""
+"""Forwarders send new alerts to outside systems from the store's delivery outbox.
+
+The consumer never waits on a destination: alerts and their deliveries are stored
+in one transaction, and the dispatcher sends them from its own tasks.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from service.alerts import Alert
+from typing import Protocol
 
 
 class Forwarder(Protocol):
-    """Takes alerts without waiting; delivers them from its own task."""
+    """Sends what the outbox holds; told when a stored batch added deliveries."""
 
-    def submit(self, alert: Alert) -> None: ...
-
-    async def run(self) -> None: ...
-
-    async def close(self, grace: float) -> None: ...
+    def wake(self) -> None: ...

@@ -268,4 +268,7 @@ async def test_run_lag_and_counters_exported_on_metrics(
     assert (
         'trailwarden_alerts_total{detector="high-risk-action",severity="high"}' in text
     )
-    assert 'trailwarden_webhook_deliveries_total{outcome="dropped"}' in text
+    delivered = (
+        'trailwarden_deliveries_total{destination_type="webhook",outcome="delivered"}'
+    )
+    assert delivered in text
