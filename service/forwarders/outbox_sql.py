@@ -33,11 +33,11 @@ from service.forwarders.outbox import (
 from service.forwarders.outbox_schema import deliveries
 from service.store import StoreUnavailable, database_url
 from service.store.cursor import decode_cursor, encode_cursor
+from service.store.errors import is_unavailable
 from service.store.schema import alerts
 
 OutboxHook = Callable[[AsyncConnection, Sequence[AlertChange]], Awaitable[None]]
 
-_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, OSError, TimeoutError)
 _COLUMNS = [column for column in deliveries.c if column.name != "claimed_until"]
 
 
@@ -233,7 +233,9 @@ class SqlDeliveryOutbox:
         try:
             async with self._engine.connect() as conn:
                 yield conn
-        except _UNAVAILABLE as exc:
+        except (TimeoutError, sa_exc.DBAPIError, OSError) as exc:
+            if not isinstance(exc, TimeoutError) and not is_unavailable(exc):
+                raise
             raise StoreUnavailable("database unavailable for the outbox") from exc
 
     @contextlib.asynccontextmanager
@@ -245,7 +247,9 @@ class SqlDeliveryOutbox:
                 return
             async with self._lock, self._engine.begin() as conn:
                 yield conn
-        except _UNAVAILABLE as exc:
+        except (TimeoutError, sa_exc.DBAPIError, OSError) as exc:
+            if not isinstance(exc, TimeoutError) and not is_unavailable(exc):
+                raise
             raise StoreUnavailable("database unavailable for the outbox") from exc
 
 
