@@ -15,7 +15,14 @@ from structlog.typing import Processor
 from service.settings import LogFormat
 
 # Third-party loggers that are chatty at INFO; they speak at WARNING unless DEBUG.
-_QUIET_LIBRARIES = ("aiokafka", "uvicorn.access", "httpx", "httpcore")
+_QUIET_LIBRARIES = (
+    "aiokafka",
+    "alembic",
+    "botocore",
+    "httpcore",
+    "httpx",
+    "uvicorn.access",
+)
 
 
 def configure_logging(

@@ -215,7 +215,9 @@ class _ApiServer(uvicorn.Server):
             port=settings.http_port,
             log_config=None,
             access_log=False,
-            lifespan="on",
+            # The app has no startup work; a lifespan task would only log a
+            # CancelledError traceback when a failing sibling stops the group.
+            lifespan="off",
         )
         super().__init__(config)
         self._address = f"{settings.http_host}:{settings.http_port}"
