@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -37,14 +36,14 @@ from detectors.third_parties import (
 from service import __version__
 from service.alerts import ALERT_STATUSES, Alert, AlertQuery
 from service.bridge.cli import bridge_app
-from service.errors import ServiceError
+from service.exits import run_or_exit, settings_or_exit, stderr
 from service.forwarders.cli import app as deliveries_app
 from service.inputs import iter_input_files
 from service.logs import configure_logging
 from service.replay import print_summary, replay_files
 from service.runtime import run_service, serve_api
 from service.settings import Settings
-from service.store import AlertStore, StoreError, open_store
+from service.store import AlertStore, open_store
 from service.store.migrate import head_revision
 
 app = typer.Typer(
@@ -57,7 +56,6 @@ app = typer.Typer(
 app.add_typer(bridge_app, name="bridge")
 app.add_typer(deliveries_app, name="deliveries")
 _out = Console()
-_err = Console(stderr=True, soft_wrap=True)
 
 _DEFAULT_DB: str = Settings.model_fields["database_url"].default
 _DEFAULT_HOST: str = Settings.model_fields["http_host"].default
@@ -139,35 +137,37 @@ def run(
     Every flag is also read from TRAILWARDEN_<FLAG> (e.g. TRAILWARDEN_KAFKA_TOPIC);
     flags win over the environment.
     """
-    settings = _settings_or_exit(
-        kafka_bootstrap_servers=kafka_bootstrap_servers,
-        kafka_topic=kafka_topic,
-        kafka_group_id=kafka_group_id,
-        database_url=database_url,
-        policy_file=policy_file,
-        destinations_file=destinations_file,
-        api_tokens=api_tokens,
-        webhook_urls=webhook_urls,
-        webhook_secret=webhook_secret,
-        http_host=http_host,
-        http_port=http_port,
-        kafka_max_batch_records=kafka_max_batch_records,
-        kafka_session_timeout_seconds=kafka_session_timeout_seconds,
-        webhook_timeout_seconds=webhook_timeout_seconds,
-        webhook_max_attempts=webhook_max_attempts,
-        dedup_window_seconds=dedup_window_seconds,
-        shutdown_timeout_seconds=shutdown_timeout_seconds,
-        event_grace_seconds=event_grace_seconds,
-        store_retry_max_seconds=store_retry_max_seconds,
-        log_level=log_level,
-        log_format=log_format,
+    settings = settings_or_exit(
+        lambda: Settings.from_overrides(
+            kafka_bootstrap_servers=kafka_bootstrap_servers,
+            kafka_topic=kafka_topic,
+            kafka_group_id=kafka_group_id,
+            database_url=database_url,
+            policy_file=policy_file,
+            destinations_file=destinations_file,
+            api_tokens=api_tokens,
+            webhook_urls=webhook_urls,
+            webhook_secret=webhook_secret,
+            http_host=http_host,
+            http_port=http_port,
+            kafka_max_batch_records=kafka_max_batch_records,
+            kafka_session_timeout_seconds=kafka_session_timeout_seconds,
+            webhook_timeout_seconds=webhook_timeout_seconds,
+            webhook_max_attempts=webhook_max_attempts,
+            dedup_window_seconds=dedup_window_seconds,
+            shutdown_timeout_seconds=shutdown_timeout_seconds,
+            event_grace_seconds=event_grace_seconds,
+            store_retry_max_seconds=store_retry_max_seconds,
+            log_level=log_level,
+            log_format=log_format,
+        )
     )
     if settings.policy_file is not None:
         _load_policy_or_exit(settings.policy_file)
     _store_or_exit(settings.database_url)
 
     configure_logging(settings.log_level, settings.log_format)
-    _run_or_exit(run_service(settings))
+    run_or_exit(run_service(settings))
 
 
 @app.command()
@@ -193,10 +193,10 @@ def replay(
     missing = [path for path in paths if not path.exists()]
     if missing:
         for path in missing:
-            _err.print(f"error: no such file or folder: {path}", markup=False)
+            stderr.print(f"error: no such file or folder: {path}", markup=False)
         raise typer.Exit(1)
     if policy is None:
-        _err.print(
+        stderr.print(
             "note: no --policy given, so no third parties are registered; "
             "see examples/policy.yaml",
             highlight=False,
@@ -205,12 +205,14 @@ def replay(
 
     serve_settings = None
     if serve:
-        serve_settings = _settings_or_exit(http_host=http_host, http_port=http_port)
+        serve_settings = settings_or_exit(
+            lambda: Settings.from_overrides(http_host=http_host, http_port=http_port)
+        )
     store = _store_or_exit(db)
 
     files = list(iter_input_files(paths))
     engine = DetectionEngine(loaded)
-    _run_or_exit(_replay(files, engine, store, serve_settings))
+    run_or_exit(_replay(files, engine, store, serve_settings))
 
 
 async def _replay(
@@ -279,7 +281,7 @@ def alerts(
     query = AlertQuery(
         detector=detector, severity=severity, third_party=third_party, status=status
     )
-    found = _run_or_exit(_fetch_alerts(_store_or_exit(db), query, limit))
+    found = run_or_exit(_fetch_alerts(_store_or_exit(db), query, limit))
     if as_json:
         for alert in found:
             sys.stdout.write(alert.model_dump_json() + "\n")
@@ -325,7 +327,7 @@ def check_config(
 def migrate(db: DbOption = _DEFAULT_DB) -> None:
     """Bring the database schema to this version's newest revision."""
     store = _store_or_exit(db)
-    _run_or_exit(_migrate(store))
+    run_or_exit(_migrate(store))
     _out.print(f"ok: schema at revision {head_revision()}", highlight=False)
 
 
@@ -370,18 +372,7 @@ def _load_policy_or_exit(path: Path) -> Policy:
     try:
         return load_policy(path)
     except PolicyError as exc:
-        _err.print(f"error: {exc}", highlight=False, markup=False)
-        raise typer.Exit(2) from exc
-
-
-def _settings_or_exit(**overrides: object) -> Settings:
-    try:
-        return Settings.from_overrides(**overrides)
-    except ValidationError as exc:
-        for error in exc.errors():
-            field = ".".join(str(part) for part in error["loc"]) or "settings"
-            message = error["msg"].removeprefix("Value error, ")
-            _err.print(f"error: {field}: {message}", highlight=False, markup=False)
+        stderr.print(f"error: {exc}", highlight=False, markup=False)
         raise typer.Exit(2) from exc
 
 
@@ -389,14 +380,5 @@ def _store_or_exit(url: str) -> AlertStore:
     try:
         return open_store(url)
     except ValueError as exc:
-        _err.print(f"error: --db: {exc}", highlight=False, markup=False)
+        stderr.print(f"error: --db: {exc}", highlight=False, markup=False)
         raise typer.Exit(2) from exc
-
-
-def _run_or_exit(work: Coroutine[Any, Any, _T]) -> _T:
-    """Run `work`; our own parts failing (store, broker, port) exit with 1."""
-    try:
-        return asyncio.run(work)
-    except (StoreError, ServiceError) as exc:
-        _err.print(f"error: {exc}", highlight=False, markup=False)
-        raise typer.Exit(1) from exc

@@ -14,8 +14,6 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 
 import structlog
-import uvicorn
-from fastapi import FastAPI
 
 from detectors.engine import DetectionEngine
 from detectors.third_parties import Policy, empty_policy, load_policy
@@ -31,6 +29,7 @@ from service.forwarders.destinations import (
 from service.forwarders.dispatcher import Dispatcher
 from service.forwarders.metrics import init_delivery_metrics
 from service.forwarders.outbox_sql import SqlDeliveryOutbox, open_outbox, outbox_hook
+from service.http_server import HttpServer
 from service.metrics import init_metrics
 from service.settings import Settings
 from service.store import AlertStore, open_store
@@ -99,7 +98,7 @@ async def serve_api(store: AlertStore, settings: Settings, stop: asyncio.Event) 
     The caller owns the store's start and close.
     """
     app = create_app(store, api_tokens=settings.token_values())
-    server = _ApiServer(app, settings)
+    server = HttpServer(app, settings.http_host, settings.http_port, name="api")
     with _stop_on_signals(_Shutdown(stop, settings.shutdown_timeout_seconds)):
         async with _failing_part(), asyncio.TaskGroup() as group:
             group.create_task(server.serve_checked())
@@ -124,7 +123,7 @@ async def _run_parts(
         not_ready=consumer.not_ready_reason,
     )
     deliveries_api.install(app, outbox)
-    server = _ApiServer(app, settings)
+    server = HttpServer(app, settings.http_host, settings.http_port, name="api")
 
     with _stop_on_signals(shutdown):
         async with _failing_part(), asyncio.TaskGroup() as group:
@@ -203,35 +202,3 @@ async def _failing_part() -> AsyncIterator[None]:
         if len(errors) == 1:
             raise errors[0] from None
         raise ServiceError(f"{len(errors)} parts of the service failed") from group
-
-
-class _ApiServer(uvicorn.Server):
-    """uvicorn without its signal handlers: the runtime owns SIGTERM and SIGINT."""
-
-    def __init__(self, app: FastAPI, settings: Settings) -> None:
-        config = uvicorn.Config(
-            app,
-            host=settings.http_host,
-            port=settings.http_port,
-            log_config=None,
-            access_log=False,
-            # The app has no startup work; a lifespan task would only log a
-            # CancelledError traceback when a failing sibling stops the group.
-            lifespan="off",
-        )
-        super().__init__(config)
-        self._address = f"{settings.http_host}:{settings.http_port}"
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    async def serve_checked(self) -> None:
-        try:
-            await self.serve()
-        except SystemExit as exc:
-            # uvicorn exits the process when it cannot bind or start the app.
-            raise ServiceError(
-                f"HTTP server could not start on {self._address}"
-            ) from exc
-        _log.info("api.stopped", address=self._address)

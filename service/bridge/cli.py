@@ -6,16 +6,14 @@ Exit status: 0 done or stopped by a signal, 1 Kafka, AWS or a port failing,
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -34,7 +32,7 @@ from service.bridge.runner import (
 )
 from service.bridge.settings import BridgeSettings
 from service.bridge.transfer import FileOutcome
-from service.errors import ServiceError
+from service.exits import fail, run_or_exit, settings_or_exit
 from service.logs import configure_logging
 
 __all__ = ["bridge_app"]
@@ -45,7 +43,6 @@ bridge_app = typer.Typer(
     no_args_is_help=True,
 )
 _out = Console()
-_err = Console(stderr=True, soft_wrap=True)
 _T = TypeVar("_T")
 _DAY = ["%Y-%m-%d"]
 
@@ -113,36 +110,38 @@ def s3(
     With --queue-url, follow the bucket's notifications; with --backfill,
     replay the days from --since to --until and resume where a run stopped.
     """
-    settings = _settings_or_exit(
-        kafka_bootstrap_servers=kafka_bootstrap_servers,
-        kafka_topic=topic,
-        bridge_dead_letter_topic=dead_letter_topic,
-        aws_endpoint_url=endpoint_url,
-        aws_region=region,
-        bridge_queue_url=queue_url,
-        bridge_metrics_port=metrics_port,
-        bridge_visibility_timeout_seconds=visibility_timeout,
-        bridge_wait_seconds=wait_seconds,
-        log_level=log_level,
-        log_format=log_format,
+    settings = settings_or_exit(
+        lambda: BridgeSettings.from_overrides(
+            kafka_bootstrap_servers=kafka_bootstrap_servers,
+            kafka_topic=topic,
+            bridge_dead_letter_topic=dead_letter_topic,
+            aws_endpoint_url=endpoint_url,
+            aws_region=region,
+            bridge_queue_url=queue_url,
+            bridge_metrics_port=metrics_port,
+            bridge_visibility_timeout_seconds=visibility_timeout,
+            bridge_wait_seconds=wait_seconds,
+            log_level=log_level,
+            log_format=log_format,
+        )
     )
     if backfill is None:
         if settings.bridge_queue_url is None:
-            _usage("give --queue-url (or TRAILWARDEN_BRIDGE_QUEUE_URL) or --backfill")
+            fail("give --queue-url (or TRAILWARDEN_BRIDGE_QUEUE_URL) or --backfill")
         configure_logging(settings.log_level, settings.log_format)
-        _run_or_exit(run_sqs_bridge(settings, settings.bridge_queue_url))
+        run_or_exit(run_sqs_bridge(settings, settings.bridge_queue_url))
         return
 
     if queue_url is not None:
-        _usage("--queue-url and --backfill exclude each other")
+        fail("--queue-url and --backfill exclude each other")
     if since is None or until is None:
-        _usage("--backfill needs --since and --until (YYYY-MM-DD)")
+        fail("--backfill needs --since and --until (YYYY-MM-DD)")
     span = _range_or_exit(backfill, since, until, accounts, regions)
     state_path = state_file or Path(f".trailwarden-backfill-{span.fingerprint()}.json")
     # stdout carries the progress bar and the summary; logs go to stderr.
     configure_logging(settings.log_level, settings.log_format, stream=sys.stderr)
     with _progress() as (started, advance):
-        summary = _run_or_exit(
+        summary = run_or_exit(
             run_backfill_command(
                 settings, span, state_path, on_start=started, on_file_done=advance
             )
@@ -169,19 +168,21 @@ def eventbridge(
 
     The secret comes from TRAILWARDEN_BRIDGE_SECRET only (flags show in `ps`).
     """
-    settings = _settings_or_exit(
-        bridge_http_port=port,
-        bridge_http_host=host,
-        bridge_secret_header=secret_header,
-        kafka_bootstrap_servers=kafka_bootstrap_servers,
-        kafka_topic=topic,
-        log_level=log_level,
-        log_format=log_format,
+    settings = settings_or_exit(
+        lambda: BridgeSettings.from_overrides(
+            bridge_http_port=port,
+            bridge_http_host=host,
+            bridge_secret_header=secret_header,
+            kafka_bootstrap_servers=kafka_bootstrap_servers,
+            kafka_topic=topic,
+            log_level=log_level,
+            log_format=log_format,
+        )
     )
     if settings.bridge_secret is None:
-        _usage("set TRAILWARDEN_BRIDGE_SECRET to the API destination's header value")
+        fail("set TRAILWARDEN_BRIDGE_SECRET to the API destination's header value")
     configure_logging(settings.log_level, settings.log_format)
-    _run_or_exit(run_eventbridge(settings))
+    run_or_exit(run_eventbridge(settings))
 
 
 def _range_or_exit(
@@ -196,7 +197,7 @@ def _range_or_exit(
             url, since.date(), until.date(), _split(accounts), _split(regions)
         )
     except ValueError as exc:
-        _usage(str(exc))
+        fail(str(exc))
 
 
 def _split(value: str | None) -> frozenset[str]:
@@ -235,27 +236,3 @@ def _print_summary(summary: BackfillSummary, state_path: Path) -> None:
     )
     if summary.interrupted:
         _out.print(f"stopped early; run again to resume ({state_path})", markup=False)
-
-
-def _settings_or_exit(**overrides: object) -> BridgeSettings:
-    try:
-        return BridgeSettings.from_overrides(**overrides)
-    except ValidationError as exc:
-        for error in exc.errors():
-            field = ".".join(str(part) for part in error["loc"]) or "settings"
-            message = error["msg"].removeprefix("Value error, ")
-            _err.print(f"error: {field}: {message}", highlight=False, markup=False)
-        raise typer.Exit(2) from exc
-
-
-def _usage(message: str) -> NoReturn:
-    _err.print(f"error: {message}", highlight=False, markup=False)
-    raise typer.Exit(2)
-
-
-def _run_or_exit(work: Coroutine[Any, Any, _T]) -> _T:
-    try:
-        return asyncio.run(work)
-    except ServiceError as exc:
-        _err.print(f"error: {exc}", highlight=False, markup=False)
-        raise typer.Exit(1) from exc

@@ -11,10 +11,8 @@ import contextlib
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import structlog
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -35,6 +33,7 @@ from service.bridge.settings import BridgeSettings
 from service.bridge.sqs import SqsBridge
 from service.bridge.transfer import FileOutcome
 from service.errors import ServiceError
+from service.http_server import HttpServer
 
 __all__ = ["run_backfill_command", "run_eventbridge", "run_sqs_bridge"]
 
@@ -58,7 +57,12 @@ async def run_sqs_bridge(
         async with _failing_part(), asyncio.TaskGroup() as group:
             server = None
             if settings.bridge_metrics_port:
-                server = _Server(_metrics_app(), settings, settings.bridge_metrics_port)
+                server = HttpServer(
+                    _metrics_app(),
+                    settings.bridge_http_host,
+                    settings.bridge_metrics_port,
+                    name="bridge metrics",
+                )
                 group.create_task(server.serve_checked())
             try:
                 async with _drain_on_signals(stop, settings.shutdown_timeout_seconds):
@@ -113,7 +117,12 @@ async def run_eventbridge(
             secret=settings.bridge_secret.get_secret_value(),
             header=settings.bridge_secret_header,
         )
-        server = _Server(app, settings, settings.bridge_http_port)
+        server = HttpServer(
+            app,
+            settings.bridge_http_host,
+            settings.bridge_http_port,
+            name="bridge endpoint",
+        )
         async with _failing_part(), asyncio.TaskGroup() as group:
             group.create_task(server.serve_checked())
             with _stop_on_signals(stop):
@@ -198,28 +207,3 @@ def _metrics_app() -> Starlette:
         return JSONResponse({"status": "ok"})
 
     return Starlette(routes=[Route("/healthz", healthz), metrics_route()])
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its signal handlers: the runner owns SIGTERM and SIGINT."""
-
-    def __init__(self, app: Any, settings: BridgeSettings, port: int) -> None:
-        host = settings.bridge_http_host
-        super().__init__(
-            uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
-        )
-        self._address = f"{host}:{port}"
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    async def serve_checked(self) -> None:
-        try:
-            await self.serve()
-        except SystemExit as exc:
-            # uvicorn exits the process when it cannot bind.
-            raise ServiceError(
-                f"HTTP server could not start on {self._address}"
-            ) from exc
-        _log.info("bridge.http_stopped", address=self._address)
