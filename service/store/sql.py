@@ -162,14 +162,22 @@ class AlertStore:
         """The partition's next offset and state, or None if it has no checkpoint."""
         engine = self._require_engine()
 
-        with _translate_errors("load_checkpoint"):
-            for _ in range(3):
+        # One snapshot for the offset and the state: REPEATABLE READ on
+        # PostgreSQL; on SQLite, in-process writers wait on the write lock, and
+        # another process's writes (tests, tools) are caught by re-reading.
+        async with self._writing("load_checkpoint"):
+            for attempt in range(_CHECKPOINT_READS):
                 try:
                     async with engine.connect() as conn:
-                        return await checkpoints.read(conn, topic, partition)
+                        snapshot = await conn.execution_options(
+                            isolation_level=_SNAPSHOT_ISOLATION.get(
+                                engine.dialect.name, "SERIALIZABLE"
+                            )
+                        )
+                        async with snapshot.begin():
+                            return await checkpoints.read(snapshot, topic, partition)
                 except checkpoints.CheckpointConflict:
-                    # A writer moved it between our reads; read again.
-                    continue
+                    await asyncio.sleep(0.01 * (attempt + 1))
             raise StoreUnavailable(f"{topic}/{partition}: checkpoint keeps moving")
 
     async def count_state_entries(self, topic: str | None = None) -> int:
@@ -327,6 +335,10 @@ class AlertStore:
                 return
             async with self._write_lock:
                 yield
+
+
+_CHECKPOINT_READS = 20
+_SNAPSHOT_ISOLATION = {"postgresql": "REPEATABLE READ"}
 
 
 @dataclass(frozen=True, slots=True)
