@@ -36,12 +36,13 @@ from detectors.third_parties import (
 from service import __version__
 from service.alerts import ALERT_STATUSES, Alert, AlertQuery
 from service.bridge.cli import bridge_app
-from service.exits import run_or_exit, settings_or_exit, stderr
+from service.exits import fail, run_or_exit, settings_or_exit, stderr
 from service.forwarders.cli import app as deliveries_app
+from service.forwarders.destinations import DestinationsError
 from service.inputs import iter_input_files
 from service.logs import configure_logging
 from service.replay import print_summary, replay_files
-from service.runtime import run_service, serve_api
+from service.runtime import configured_destinations, run_service, serve_api
 from service.settings import Settings
 from service.store import AlertStore, open_store
 from service.store.migrate import head_revision
@@ -164,6 +165,10 @@ def run(
     )
     if settings.policy_file is not None:
         _load_policy_or_exit(settings.policy_file)
+    try:
+        configured_destinations(settings)
+    except DestinationsError as exc:
+        fail(str(exc))
     _store_or_exit(settings.database_url)
 
     configure_logging(settings.log_level, settings.log_format)

@@ -22,6 +22,7 @@ from service.api import deliveries as deliveries_api
 from service.consumer import CloudTrailConsumer
 from service.errors import ServiceError, ShutdownTimeout
 from service.forwarders.destinations import (
+    DestinationsError,
     SnsDestination,
     WebhookDestination,
     load_destinations,
@@ -72,17 +73,28 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
 def configured_destinations(
     settings: Settings,
 ) -> list[WebhookDestination | SnsDestination]:
-    """The destinations file's entries, plus one per `webhook_urls` entry."""
+    """The destinations file's entries, plus one per `webhook_urls` entry.
+
+    Those are named webhook-1, webhook-2, ...; raises DestinationsError when the
+    file already uses one of these names (they would share one outbox queue).
+    """
     destinations = (
         load_destinations(settings.destinations_file)
         if settings.destinations_file
         else []
     )
+    taken = {destination.name for destination in destinations}
     for index, url in enumerate(settings.webhook_urls):
+        name = f"webhook-{index + 1}"
+        if name in taken:
+            raise DestinationsError(
+                f"{settings.destinations_file}: destination name {name!r} is "
+                "reserved for TRAILWARDEN_WEBHOOK_URLS; rename it"
+            )
         destinations.append(
             WebhookDestination(
                 type="webhook",
-                name=f"webhook-{index + 1}",
+                name=name,
                 url=url,
                 secret=settings.webhook_secret,
                 timeout_seconds=settings.webhook_timeout_seconds,

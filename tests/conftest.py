@@ -36,6 +36,7 @@ pytest_plugins = [
     "fixtures_stream",
     "fixtures_outage",
     "fixtures_reference",
+    "fixtures_destinations",
 ]
 
 WEBHOOK_SECRET = "test-webhook-secret"

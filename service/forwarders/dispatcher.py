@@ -117,14 +117,24 @@ class Dispatcher:
             task.cancel()
             await asyncio.wait([task])
 
+    def _claim_size(
+        self, destination: WebhookDestination | SnsDestination
+    ) -> tuple[int, timedelta]:
+        """How many deliveries to claim at once, and for how long.
+
+        The lease must outlast every attempt it covers: a lapsed claim lets another
+        replica send deliveries still in flight here (twice, and out of order).
+        """
+        attempt = timedelta(seconds=2 * destination.timeout_seconds + 1)
+        lease = max(self._lease, attempt)
+        return max(1, min(self._batch_size, lease // attempt)), lease
+
     async def _dispatch(self, destination: WebhookDestination | SnsDestination) -> None:
+        limit, lease = self._claim_size(destination)
         while not self._stopping.is_set():
             try:
                 batch = await self._outbox.claim_due(
-                    destination.name,
-                    datetime.now(UTC),
-                    self._batch_size,
-                    lease=self._lease,
+                    destination.name, datetime.now(UTC), limit, lease=lease
                 )
                 if batch:
                     await self._deliver_batch(destination, batch)

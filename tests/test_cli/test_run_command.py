@@ -65,3 +65,18 @@ def test_python_m_service_runs_the_cli() -> None:
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok: 2 third parties")
+
+
+def test_run_bad_destinations_file_exits_2_naming_field(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    destinations = tmp_path / "destinations.yaml"
+    destinations.write_text(
+        "destinations: [{name: oncall, type: webhook, url: 'ftp://hooks'}]\n"
+    )
+
+    result = runner.invoke(app, ["run", "--destinations-file", str(destinations)])
+
+    assert result.exit_code == 2
+    assert "destinations[0].url" in result.stderr
+    assert "ftp://hooks" in result.stderr
