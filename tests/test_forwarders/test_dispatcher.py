@@ -156,3 +156,42 @@ async def test_memory_outbox_claim_waits_for_due_head(make_alert) -> None:
     assert await outbox.claim_due("hook", now, 10) == []
     later = await outbox.claim_due("hook", now + timedelta(minutes=6), 10)
     assert [d.alert_id for d in later] == ["alert-0000", "alert-0001", "alert-0002"]
+
+
+class RecordingOutbox(MemoryOutbox):
+    """Remembers the size and lease of every claim."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claims: list[tuple[int, timedelta]] = []
+
+    async def claim_due(
+        self, destination: str, now: datetime, limit: int, *, lease: timedelta
+    ) -> list[Delivery]:
+        self.claims.append((limit, lease))
+        return await super().claim_due(destination, now, limit, lease=lease)
+
+
+@pytest.mark.parametrize(
+    ("timeout", "size", "lease"), [(5.0, 5, 60.0), (20.0, 1, 60.0), (45.0, 1, 91.0)]
+)
+async def test_dispatcher_claims_only_what_its_lease_covers(
+    make_alert, run_dispatcher, wait_until, timeout, size, lease
+) -> None:
+    """A claim never holds more attempts than fit in its lease."""
+    outbox = RecordingOutbox()
+    hook = WebhookDestination(
+        name="hook",
+        type="webhook",
+        url="http://127.0.0.1:9/",
+        secret="k",
+        timeout_seconds=timeout,
+    )
+    changes = [AlertChange(make_alert(n), created=True) for n in range(30)]
+    await outbox.add(outbox_rows(changes, [hook]))
+    sender = ScriptedSender()
+
+    run_dispatcher(outbox, [hook], {"hook": sender})
+    await wait_until(lambda: len(sender.delivered) == 30, 10)
+
+    assert outbox.claims[0] == (size, timedelta(seconds=lease))
