@@ -173,10 +173,11 @@ class RecordingOutbox(MemoryOutbox):
 
 
 @pytest.mark.parametrize(
-    ("timeout", "size", "lease"), [(5.0, 5, 60.0), (20.0, 1, 60.0), (45.0, 1, 91.0)]
+    ("attempt_timeout", "size", "lease"),
+    [(5.0, 5, 60.0), (20.0, 1, 60.0), (45.0, 1, 91.0)],
 )
 async def test_dispatcher_claims_only_what_its_lease_covers(
-    make_alert, run_dispatcher, wait_until, timeout, size, lease
+    make_alert, run_dispatcher, wait_until, attempt_timeout, size, lease
 ) -> None:
     """A claim never holds more attempts than fit in its lease."""
     outbox = RecordingOutbox()
@@ -185,7 +186,7 @@ async def test_dispatcher_claims_only_what_its_lease_covers(
         type="webhook",
         url="http://127.0.0.1:9/",
         secret="k",
-        timeout_seconds=timeout,
+        timeout_seconds=attempt_timeout,
     )
     changes = [AlertChange(make_alert(n), created=True) for n in range(30)]
     await outbox.add(outbox_rows(changes, [hook]))
