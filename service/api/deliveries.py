@@ -19,7 +19,9 @@ MAX_PAGE_SIZE = 500
 
 router = APIRouter(dependencies=[Depends(require_token)], tags=["deliveries"])
 
-_Id = Annotated[str, Path(min_length=1, max_length=64)]
+# Delivery ids are UUIDs and destination names slugs; anything else (a NUL byte,
+# which PostgreSQL refuses in text) is a client error, not a query.
+_Id = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")]
 
 
 class DeliveryView(BaseModel):
@@ -66,7 +68,9 @@ Outbox = Annotated[DeliveryOutbox, Depends(get_outbox)]
 async def list_deliveries(
     outbox: Outbox,
     status: Annotated[DeliveryStatus | None, Query()] = None,
-    destination: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    destination: Annotated[
+        str | None, Query(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> DeliveryList:

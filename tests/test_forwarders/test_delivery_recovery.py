@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -145,7 +146,9 @@ async def test_failed_delivery_listed_and_retried_through_api(
             retried = await client.post(f"/deliveries/{item['id']}/retry")
             await wait_until(lambda: _all_delivered(running.outbox, 2), 20)
             again = await client.post(f"/deliveries/{item['id']}/retry")
-            unknown = await client.post("/deliveries/nope/retry")
+            unknown = await client.post(f"/deliveries/{uuid.UUID(int=0)}/retry")
+            not_an_id = await client.post("/deliveries/%00/retry")
+            nul_name = await client.get("/deliveries", params={"destination": "\x00"})
             bad = await client.get("/deliveries", params={"status": "lost"})
             bad_cursor = await client.get("/deliveries", params={"cursor": "x!"})
             anonymous = await client.get("/deliveries", headers={"Authorization": ""})
@@ -158,6 +161,8 @@ async def test_failed_delivery_listed_and_retried_through_api(
     assert retried.status_code == 202
     assert again.status_code == 409
     assert unknown.status_code == 404
+    assert not_an_id.status_code == 400
+    assert nul_name.status_code == 400
     assert bad.status_code == 400
     assert "status" in bad.json()["detail"]
     assert bad_cursor.status_code == 400
