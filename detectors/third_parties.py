@@ -330,12 +330,20 @@ def parse_policy(data: object, source: str = "<policy>") -> Policy:
         raise PolicyError(f"{source}: {problems}") from None
 
 
+# A registry of thousands of third parties is a few hundred KiB of YAML.
+MAX_POLICY_BYTES = 4 * 1024 * 1024
+
+
 def load_policy(path: Path) -> Policy:
     """Read and validate a YAML policy file; raises PolicyError."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_POLICY_BYTES + 1)
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(f"{path}: cannot read the policy file: {exc}") from exc
+    if len(raw) > MAX_POLICY_BYTES:
+        raise PolicyError(f"{path}: larger than {MAX_POLICY_BYTES} bytes")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

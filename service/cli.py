@@ -169,7 +169,7 @@ def run(
         configured_destinations(settings)
     except DestinationsError as exc:
         fail(str(exc))
-    _store_or_exit(settings.database_url)
+    _store_or_exit(settings.database_url, "--database-url")
 
     configure_logging(settings.log_level, settings.log_format)
     run_or_exit(run_service(settings))
@@ -381,9 +381,8 @@ def _load_policy_or_exit(path: Path) -> Policy:
         raise typer.Exit(2) from exc
 
 
-def _store_or_exit(url: str) -> AlertStore:
+def _store_or_exit(url: str, flag: str = "--db") -> AlertStore:
     try:
         return open_store(url)
     except ValueError as exc:
-        stderr.print(f"error: --db: {exc}", highlight=False, markup=False)
-        raise typer.Exit(2) from exc
+        fail(f"{flag}: {exc}")

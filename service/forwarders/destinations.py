@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from detectors.detector import SEVERITIES, Severity
+from detectors.third_parties import MAX_POLICY_BYTES
 from service.alerts import Alert
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
@@ -203,11 +204,15 @@ def load_destinations(
 ) -> list[WebhookDestination | SnsDestination]:
     """Read and validate a destinations file; raises DestinationsError."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_POLICY_BYTES + 1)
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DestinationsError(
             f"{path}: cannot read the destinations file: {exc}"
         ) from exc
+    if len(raw) > MAX_POLICY_BYTES:
+        raise DestinationsError(f"{path}: larger than {MAX_POLICY_BYTES} bytes")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from detectors import third_parties
 from detectors.third_parties import (
     DEFAULT_HIGH_RISK_ACTIONS,
     DEFAULT_SEVERITIES,
@@ -320,3 +321,11 @@ def test_load_policy_empty_file_is_the_empty_policy(tmp_path: Path) -> None:
     path.write_text("")
 
     assert load_policy(path) == empty_policy()
+
+
+def test_load_policy_huge_file_refused_without_reading_it_all(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_bytes(b"#" * (third_parties.MAX_POLICY_BYTES + 10))
+
+    with pytest.raises(PolicyError, match="larger than"):
+        load_policy(path)

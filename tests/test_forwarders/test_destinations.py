@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from detectors.third_parties import MAX_POLICY_BYTES
 from service.forwarders.destinations import (
     DestinationsError,
     Filter,
@@ -143,3 +144,11 @@ def test_filter_matches_severity_detector_third_party(make_alert) -> None:
     assert Filter(detectors=("mfa-missing",)).matches(alert)
     assert not Filter(detectors=("high-risk-action",)).matches(alert)
     assert not Filter(third_parties=("acme-analytics",)).matches(alert)
+
+
+def test_load_destinations_huge_file_refused(tmp_path: Path) -> None:
+    path = tmp_path / "destinations.yaml"
+    path.write_bytes(b"#" * (MAX_POLICY_BYTES + 10))
+
+    with pytest.raises(DestinationsError, match="larger than"):
+        load_destinations(path)
