@@ -109,6 +109,7 @@ async def save_checkpoint(
         return None
 
     owned.position = next_offset
+    owned.log_restarted = False
     metrics.CHECKPOINT_ENTRIES.observe(len(delta.upserts) + len(delta.deletes))
     metrics.CHECKPOINT_BYTES.observe(sum(len(e.value) for e in delta.upserts))
     return changes

@@ -146,8 +146,7 @@ class CloudTrailConsumer:
             )
             if owned is None:
                 continue
-            if owned.position is not None:
-                kafka.seek(tp, owned.position)
+            await self._seek_to_checkpoint(kafka, owned)
             kafka.resume(tp)
             _log.info(
                 "partition.restored",
@@ -156,6 +155,27 @@ class CloudTrailConsumer:
                 state_entries=sum(owned.engine.state_sizes().values()),
             )
         self._partitions.export_state_sizes()
+
+    async def _seek_to_checkpoint(
+        self, kafka: AIOKafkaConsumer, owned: OwnedPartition
+    ) -> None:
+        if owned.position is None:
+            return
+        end = (await kafka.end_offsets([owned.tp]))[owned.tp]
+        if owned.position <= end:
+            kafka.seek(owned.tp, owned.position)
+            return
+
+        # Waiting for the log to grow past the checkpoint would skip every new
+        # record until then; read the new log from its start instead.
+        _log.warning(
+            "partition.log_restarted",
+            partition=f"{owned.tp.topic}/{owned.tp.partition}",
+            checkpoint=owned.position,
+            log_end=end,
+        )
+        owned.log_restarted = True
+        await kafka.seek_to_beginning(owned.tp)
 
     def _restore_wanted(self, tp: TopicPartition) -> bool:
         return tp in self._partitions.pending and not self._stop.is_set()

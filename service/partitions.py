@@ -32,11 +32,15 @@ class OwnedPartition:
     tp: TopicPartition
     engine: DetectionEngine
     position: int | None
+    # Set when the log restarted below the checkpoint (the topic was recreated,
+    # or the broker lost its data): every message is new, and the next save
+    # moves the checkpoint down from where it stood.
+    log_restarted: bool = False
     _counted: tuple[int, int, int] = (0, 0, 0)
 
     def fresh(self, messages: Sequence[Any]) -> list[Any]:
         """`messages` at or after the checkpoint; earlier ones are already stored."""
-        if self.position is None:
+        if self.position is None or self.log_restarted:
             return list(messages)
         position = self.position
         return [message for message in messages if message.offset >= position]
@@ -95,7 +99,7 @@ class Partitions:
             tp,
             engine,
             position,
-            (counters.late, counters.duplicate, counters.session_elsewhere),
+            _counted=(counters.late, counters.duplicate, counters.session_elsewhere),
         )
 
         self.pending.discard(tp)
