@@ -62,6 +62,7 @@ _DEFAULT_DB: str = Settings.model_fields["database_url"].default
 _DEFAULT_HOST: str = Settings.model_fields["http_host"].default
 _DEFAULT_PORT: int = Settings.model_fields["http_port"].default
 _PAGE_SIZE = 100
+_TABLE_WIDTH = 120
 _T = TypeVar("_T")
 
 DbOption = Annotated[
@@ -347,7 +348,23 @@ def _print_alerts(found: list[Alert]) -> None:
         _out.print("no alerts")
         return
 
-    table = Table(title=f"{len(found)} alerts, newest first", title_justify="left")
+    title = f"{len(found)} alerts, newest first"
+    if _out.width < _TABLE_WIDTH:
+        # A table squeezed into a narrow terminal folds every cell to a letter
+        # a line; one line per alert stays readable and greppable.
+        _out.print(title, highlight=False)
+        for alert in found:
+            _out.print(
+                f"{alert.last_seen:%Y-%m-%d %H:%M}  {alert.severity:<8} "
+                f"{alert.detector}  {alert.third_party or '-'}  {alert.action}  "
+                f"{alert.source_ip or '-'}  x{alert.count}",
+                highlight=False,
+                markup=False,
+            )
+        _out.print("Details and ids: trailwarden alerts --json", style="dim")
+        return
+
+    table = Table(title=title, title_justify="left")
     for column in ("last seen (UTC)", "detector", "severity"):
         table.add_column(column, no_wrap=True)
     for column in ("third party", "action", "source ip"):
