@@ -30,6 +30,7 @@ from service.bridge.transfer import FileOutcome, bridge_file
 from service.errors import ServiceError
 
 __all__ = [
+    "BackfillListing",
     "BackfillRange",
     "BackfillState",
     "BackfillSummary",
@@ -100,10 +101,10 @@ class BackfillRange:
 
 @dataclass(slots=True)
 class BackfillState:
-    """Finished keys, compacted to their day folder once the folder is done."""
+    """Finished keys, compacted to their day folder (and its file count) once done."""
 
     path: Path
-    done_folders: set[str] = field(default_factory=set)
+    done_folders: dict[str, int] = field(default_factory=dict)
     done_keys: set[str] = field(default_factory=set)
 
     @classmethod
@@ -112,7 +113,7 @@ class BackfillState:
         if not path.exists():
             return cls(path)
         data = orjson.loads(path.read_bytes())
-        return cls(path, set(data["done_folders"]), set(data["done_keys"]))
+        return cls(path, dict(data["done_folders"]), set(data["done_keys"]))
 
     def is_done(self, key: str) -> bool:
         return key in self.done_keys or _folder(key) in self.done_folders
@@ -121,26 +122,25 @@ class BackfillState:
         """Record a key whose records Kafka acknowledged, and save the file."""
         if folder_finished:
             folder = _folder(key)
-            self.done_folders.add(folder)
-            self.done_keys = {k for k in self.done_keys if _folder(k) != folder}
+            rest = {k for k in self.done_keys if _folder(k) == folder}
+            self.done_folders[folder] = len(rest | {key})
+            self.done_keys -= rest
         else:
             self.done_keys.add(key)
         self._save()
 
     def _save(self) -> None:
-        data = {
-            "done_folders": sorted(self.done_folders),
-            "done_keys": sorted(self.done_keys),
-        }
+        data = {"done_folders": self.done_folders, "done_keys": sorted(self.done_keys)}
         # Write then rename, so a crash never leaves half a state file.
         partial = self.path.with_name(self.path.name + ".partial")
-        partial.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+        options = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
+        partial.write_bytes(orjson.dumps(data, option=options))
         os.replace(partial, self.path)
 
 
 @dataclass(slots=True)
 class BackfillSummary:
-    """Files listed in the range, and what became of each in this run."""
+    """Files in the range (done before or not), and what became of each this run."""
 
     listed: int = 0
     already_done: int = 0
@@ -148,9 +148,17 @@ class BackfillSummary:
     interrupted: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class BackfillListing:
+    """The keys listed in a range, and the files of its finished day folders."""
+
+    keys: list[str]
+    folder_files_done: int
+
+
 async def list_backfill_keys(
     s3: Any, span: BackfillRange, state: BackfillState
-) -> list[str]:
+) -> BackfillListing:
     """Every log file key in the range, oldest first; finished day folders unlisted.
 
     Raises ValueError when the prefix stops below the account level, and
@@ -158,6 +166,7 @@ async def list_backfill_keys(
     """
     roots = await _account_roots(s3, span)
     folders: list[str] = []
+    folder_files_done = 0
     for root in roots:
         trail = f"{root}CloudTrail/"
         for region_folder in await _list(s3, span.bucket, trail, folders=True):
@@ -166,7 +175,9 @@ async def list_backfill_keys(
                 continue
             for day in span.days():
                 folder = f"{region_folder}{day:%Y/%m/%d}/"
-                if folder not in state.done_folders:
+                if folder in state.done_folders:
+                    folder_files_done += state.done_folders[folder]
+                else:
                     folders.append(folder)
 
     limit = asyncio.Semaphore(_LIST_CONCURRENCY)
@@ -177,7 +188,7 @@ async def list_backfill_keys(
 
     listed = await asyncio.gather(*(list_folder(folder) for folder in folders))
     keys = [key for found in listed for key in found]
-    return sorted(keys, key=_time_order)
+    return BackfillListing(sorted(keys, key=_time_order), folder_files_done)
 
 
 async def run_backfill(
@@ -194,10 +205,12 @@ async def run_backfill(
     Raises S3Unavailable or KafkaUnavailable (the state file keeps what was
     finished before).
     """
-    keys = await list_backfill_keys(s3, span, state)
-    summary = BackfillSummary(listed=len(keys))
-    pending = [key for key in keys if not state.is_done(key)]
-    summary.already_done = len(keys) - len(pending)
+    listing = await list_backfill_keys(s3, span, state)
+    pending = [key for key in listing.keys if not state.is_done(key)]
+    summary = BackfillSummary(
+        listed=len(listing.keys) + listing.folder_files_done,
+        already_done=len(listing.keys) - len(pending) + listing.folder_files_done,
+    )
     left_in_folder = Counter(_folder(key) for key in pending)
     _log.info("bridge.backfill_started", files=len(pending), done=summary.already_done)
     on_start(len(pending))

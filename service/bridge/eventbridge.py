@@ -1,14 +1,13 @@
 """`trailwarden bridge eventbridge`: an HTTP endpoint for EventBridge API destinations.
 
-POST / (or /events) with the secret header; each CloudTrail event in the body is
-produced to Kafka and acknowledged before the 2xx. Anything unauthenticated gets
-401, a malformed envelope 400, Kafka not acknowledging in time 503.
+POST / (or /events) with the secret header; every event of the body is checked
+and encoded, then all are produced and acknowledged before the 2xx. Anything
+unauthenticated gets 401, a malformed event 400, Kafka not acknowledging 503.
 """
 
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -20,8 +19,14 @@ from starlette.routing import Route
 
 from service.api.health import metrics_route
 from service.bridge.metrics import FAILURES
-from service.bridge.producer import KafkaUnavailable, RecordProducer
-from service.records import CloudTrailRecord, RecordError, record_from_dict
+from service.bridge.producer import (
+    KafkaUnavailable,
+    Message,
+    RecordProducer,
+    UnencodableRecord,
+    encode_record,
+)
+from service.records import RecordError, record_from_dict
 
 __all__ = ["MAX_BODY_BYTES", "MalformedEvent", "create_eventbridge_app", "parse_events"]
 
@@ -35,26 +40,24 @@ class MalformedEvent(ValueError):
     """A body that is not CloudTrail events from EventBridge; says what is wrong."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Event:
-    record: CloudTrailRecord
-    account: str | None
+def parse_events(body: bytes) -> tuple[list[Message], int]:
+    """The Kafka messages of one request body, and how many Insights were skipped.
 
-
-def parse_events(body: bytes) -> tuple[list[_Event], int]:
-    """The records in one request body, and how many Insights events were skipped.
-
-    Accepts one EventBridge event or a JSON array of them. Raises MalformedEvent.
+    Accepts one EventBridge event or a JSON array of them; every event is checked
+    and encoded, so nothing is produced from a body with one bad event. Raises
+    MalformedEvent.
     """
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise MalformedEvent(f"body is not JSON ({len(body)} bytes)") from exc
+        # orjson stops at 1024 levels; say so rather than "not JSON".
+        problem = "nested too deeply" if "depth limit" in str(exc) else "not JSON"
+        raise MalformedEvent(f"body is {problem} ({len(body)} bytes)") from exc
     items = value if isinstance(value, list) else [value]
     if not items:
         raise MalformedEvent("body is an empty JSON array")
 
-    events: list[_Event] = []
+    messages: list[Message] = []
     skipped = 0
     for index, item in enumerate(items):
         where = f"event {index}: " if isinstance(value, list) else ""
@@ -62,13 +65,16 @@ def parse_events(body: bytes) -> tuple[list[_Event], int]:
         if detail.get("eventCategory") == "Insight" or "insightDetails" in detail:
             skipped += 1
             continue
+        account = item.get("account")
         try:
             record = record_from_dict(detail)
-        except RecordError as exc:
+            message = encode_record(
+                record, account if isinstance(account, str) else None
+            )
+        except (RecordError, UnencodableRecord) as exc:
             raise MalformedEvent(f"{where}detail: {exc}") from exc
-        account = item.get("account")
-        events.append(_Event(record, account if isinstance(account, str) else None))
-    return events, skipped
+        messages.append(message)
+    return messages, skipped
 
 
 def create_eventbridge_app(
@@ -86,22 +92,19 @@ def create_eventbridge_app(
         if body is None:
             return _error(413, f"body is larger than {MAX_BODY_BYTES} bytes")
         try:
-            events, skipped = parse_events(body)
+            messages, skipped = parse_events(body)
         except MalformedEvent as exc:
             FAILURES.labels("malformed_event").inc()
             _log.warning("bridge.event_malformed", error=str(exc))
             return _error(400, str(exc))
 
         try:
-            for event in events:
-                await producer.send_records(
-                    [event.record], fallback_account=event.account, source="eventbridge"
-                )
+            await producer.send_records(messages, source="eventbridge")
         except KafkaUnavailable as exc:
             FAILURES.labels("kafka_unavailable").inc()
             _log.warning("bridge.event_not_acknowledged", error=str(exc))
             return _error(503, "Kafka did not acknowledge in time; retry later")
-        return JSONResponse({"accepted": len(events), "skipped_insights": skipped})
+        return JSONResponse({"accepted": len(messages), "skipped_insights": skipped})
 
     async def healthz(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})

@@ -53,6 +53,7 @@ FAILURE_REASONS = (
     "bad_notification",
     "unauthorized",
     "malformed_event",
+    "unencodable_record",
     *get_args(DecodeReason),
 )
 

@@ -111,7 +111,8 @@ async def run_eventbridge(
     stop = stop or asyncio.Event()
     init_bridge_metrics()
     _log.info("bridge.starting", mode="eventbridge", **settings.describe())
-    async with _producer(settings) as producer:
+    ack_timeout = settings.bridge_http_produce_timeout_seconds
+    async with _producer(settings, ack_timeout=ack_timeout) as producer:
         app = create_eventbridge_app(
             producer,
             secret=settings.bridge_secret.get_secret_value(),
@@ -133,8 +134,10 @@ async def run_eventbridge(
 
 
 @contextlib.asynccontextmanager
-async def _producer(settings: BridgeSettings) -> AsyncIterator[RecordProducer]:
-    producer = RecordProducer(settings)
+async def _producer(
+    settings: BridgeSettings, *, ack_timeout: float | None = None
+) -> AsyncIterator[RecordProducer]:
+    producer = RecordProducer(settings, timeout=ack_timeout)
     await producer.start()
     try:
         yield producer

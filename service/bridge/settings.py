@@ -48,6 +48,8 @@ class BridgeSettings(BaseSettings):
     bridge_secret_header: str = "X-Trailwarden-Bridge-Secret"
     bridge_http_host: str = "127.0.0.1"
     bridge_http_port: int = Field(default=8081, ge=1, le=65535)
+    # EventBridge API destinations give up after about 5 s; answer before that.
+    bridge_http_produce_timeout_seconds: float = Field(default=4.0, gt=0)
     shutdown_timeout_seconds: float = Field(default=20.0, gt=0)
     log_level: str = "INFO"
     log_format: LogFormat = "auto"

@@ -11,7 +11,7 @@ import structlog
 
 from service.bridge.metrics import FAILURES, FILES_BRIDGED, FILES_SKIPPED
 from service.bridge.notifications import LogObject
-from service.bridge.producer import RecordProducer
+from service.bridge.producer import RecordProducer, Unencodable, encode_records
 from service.bridge.s3_files import (
     ObjectUnreadable,
     account_from_key,
@@ -46,9 +46,12 @@ async def bridge_file(
         await _dead_letter(producer, obj, exc.reason, exc.detail, source)
         return "dead_lettered"
 
-    await producer.send_records(
-        unwrapped.records, fallback_account=account_from_key(obj.key), source=source
+    encoded = encode_records(
+        unwrapped.records, fallback_account=account_from_key(obj.key)
     )
+    await producer.send_records(encoded.messages, source=source)
+    if encoded.unencodable:
+        await _dead_letter_records(producer, obj, encoded.unencodable, source)
     if unwrapped.failures:
         # Some records of the file were unreadable: keep them, the rest went on.
         failure = unwrapped.failures[0]
@@ -59,7 +62,7 @@ async def bridge_file(
         "bridge.file_bridged",
         bucket=obj.bucket,
         key=obj.key,
-        records=len(unwrapped.records),
+        records=len(encoded.messages),
         skipped=unwrapped.skipped,
     )
     return "bridged"
@@ -75,3 +78,34 @@ async def _dead_letter(
     await producer.send_dead_letter(
         source=source, reason=reason, detail=detail, bucket=obj.bucket, key=obj.key
     )
+
+
+async def _dead_letter_records(
+    producer: RecordProducer,
+    obj: LogObject,
+    records: list[Unencodable],
+    source: str,
+) -> None:
+    """One dead letter per record the file held but Kafka must not receive."""
+    FAILURES.labels("unencodable_record").inc(len(records))
+    _log.warning(
+        "bridge.records_unencodable",
+        bucket=obj.bucket,
+        key=obj.key,
+        records=len(records),
+        first_index=records[0].index,
+        detail=records[0].detail,
+    )
+    letters = [
+        {
+            "source": source,
+            "reason": "unencodable_record",
+            "detail": record.detail,
+            "bucket": obj.bucket,
+            "key": obj.key,
+            "record_index": record.index,
+            "event_id": record.event_id,
+        }
+        for record in records
+    ]
+    await producer.send_dead_letters(letters)

@@ -38,5 +38,13 @@ def log_key(account: str, region: str, day: str, name: str, org: bool = True) ->
     )
 
 
+def nested(levels: int) -> Any:
+    """A JSON value `levels` lists deep: [[...[1]...]]."""
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
 def event_ids(messages: list[ConsumerRecord]) -> list[str]:
     return sorted(json.loads(message.value)["eventID"] for message in messages)

@@ -53,7 +53,10 @@ async def test_backfill_range_produces_files_in_range_and_resumes_after_stop(
     read_topic: Callable[[str], Awaitable[list[Any]]],
     tmp_path: Path,
 ) -> None:
-    """The first run stops after two files; the second produces only the rest."""
+    """The first run stops after two files, the second produces only the rest.
+
+    A third run finds everything done, and says how much.
+    """
     files = _archive(trail_records["stratus"][0])
     for file in files:
         upload(file)
@@ -89,6 +92,9 @@ async def test_backfill_range_produces_files_in_range_and_resumes_after_stop(
         second = await run_backfill(
             s3, producer, span, BackfillState.load(state_path), asyncio.Event()
         )
+        third = await run_backfill(
+            s3, producer, span, BackfillState.load(state_path), asyncio.Event()
+        )
     finally:
         await producer.stop()
 
@@ -106,6 +112,9 @@ async def test_backfill_range_produces_files_in_range_and_resumes_after_stop(
     assert first.interrupted and 2 <= bridged_first < len(expected)
     assert not second.interrupted
     assert bridged_first + bridged_second == len(expected)
+    assert (second.listed, second.already_done) == (len(expected), bridged_first)
+    assert (third.listed, third.already_done) == (len(expected), len(expected))
+    assert not third.outcomes
     assert event_ids(await read_topic(settings.kafka_topic)) == sorted(expected)
 
 
@@ -140,7 +149,7 @@ def test_backfill_state_compacts_finished_folder(tmp_path: Path) -> None:
 
     loaded = BackfillState.load(tmp_path / "state.json")
 
-    assert loaded.done_folders == {"a/2024/05/01/"}
+    assert loaded.done_folders == {"a/2024/05/01/": 2}
     assert loaded.done_keys == {"a/2024/05/02/z.json.gz"}
     assert loaded.is_done("a/2024/05/01/new.json.gz")
     assert not loaded.is_done("a/2024/05/02/other.json.gz")

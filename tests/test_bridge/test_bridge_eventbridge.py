@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
-from bridge_helpers import DATA
+from bridge_helpers import DATA, nested
 
 from service.bridge.eventbridge import create_eventbridge_app
 from service.bridge.producer import RecordProducer
@@ -111,6 +112,64 @@ async def test_eventbridge_malformed_400_with_reason(
     assert await read_topic(producer.topic) == []
 
 
+async def test_eventbridge_event_too_deep_to_encode_400_nothing_produced(
+    client: httpx.AsyncClient,
+    producer: RecordProducer,
+    read_topic: Callable[[str], Awaitable[list[Any]]],
+) -> None:
+    """orjson reads 1023 levels but writes 254: the whole request is refused."""
+    deep = {**EVENT, "detail": {**EVENT["detail"], "requestParameters": nested(300)}}
+    body = json.dumps([EVENT, deep]).encode()
+
+    response = await client.post("/", content=body, headers={HEADER: SECRET})
+
+    assert response.status_code == 400
+    assert "event 1: detail: nested more than 254 levels" in response.json()["error"]
+    assert await read_topic(producer.topic) == []
+
+
+async def test_eventbridge_body_past_parser_depth_400_nested_too_deeply(
+    client: httpx.AsyncClient,
+) -> None:
+    body = b"[" * 1100 + b"]" * 1100
+
+    response = await client.post("/", content=body, headers={HEADER: SECRET})
+
+    assert response.status_code == 400
+    assert "body is nested too deeply" in response.json()["error"]
+
+
+async def test_eventbridge_batch_sent_whole_before_acks_awaited(
+    client: httpx.AsyncClient,
+    producer: RecordProducer,
+    read_topic: Callable[[str], Awaitable[list[Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every record of a request is queued before the first ack is awaited."""
+    kafka = producer._producer
+    assert kafka is not None
+    send = kafka.send
+    steps: list[str] = []
+
+    async def spy(*args: Any, **kwargs: Any) -> Any:
+        ack = await send(*args, **kwargs)
+        steps.append("sent")
+        ack.add_done_callback(lambda _ack: steps.append("acked"))
+        return ack
+
+    monkeypatch.setattr(kafka, "send", spy)
+    events = [
+        {**EVENT, "detail": {**EVENT["detail"], "eventID": f"event-{n}"}}
+        for n in range(20)
+    ]
+
+    response = await client.post("/", json=events, headers={HEADER: SECRET})
+
+    assert response.json() == {"accepted": 20, "skipped_insights": 0}
+    assert steps == ["sent"] * 20 + ["acked"] * 20
+    assert len(await read_topic(producer.topic)) == 20
+
+
 async def test_eventbridge_kafka_not_acknowledging_503(
     client: httpx.AsyncClient, producer: RecordProducer
 ) -> None:
@@ -141,3 +200,17 @@ async def test_eventbridge_health_and_metrics_open(client: httpx.AsyncClient) ->
 
     assert health.json() == {"status": "ok"}
     assert "trailwarden_bridge_records_bridged_total" in metrics.text
+
+
+async def test_record_producer_auto_idempotence_refused_no_aiokafka_error(
+    kafka_bootstrap: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Tansu refuses InitProducerId; our warning says so, aiokafka's ERROR is gone."""
+    producer = RecordProducer(BridgeSettings(kafka_bootstrap_servers=kafka_bootstrap))
+
+    with caplog.at_level(logging.DEBUG, logger="aiokafka"):
+        await producer.start()
+    await producer.stop()
+
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in errors] == []

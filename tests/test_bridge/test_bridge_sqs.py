@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -10,7 +11,7 @@ from typing import Any
 from urllib.parse import quote_plus
 
 import pytest
-from bridge_helpers import STRATUS_ACCOUNT, LogFile, event_ids, log_key
+from bridge_helpers import STRATUS_ACCOUNT, LogFile, event_ids, log_key, nested
 from fixtures_aws import AWS_ACCOUNT_ID, AWS_REGION
 from prometheus_client import REGISTRY
 
@@ -25,6 +26,13 @@ DAY = "2024-07-30"
 def _skipped(reason: str) -> float:
     value = REGISTRY.get_sample_value(
         "trailwarden_bridge_files_skipped_total", {"reason": reason}
+    )
+    return value or 0.0
+
+
+def _failures(reason: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "trailwarden_bridge_failures_total", {"reason": reason}
     )
     return value or 0.0
 
@@ -184,3 +192,96 @@ async def test_sqs_bridge_unreadable_input_dead_lettered_and_message_deleted(
     assert event_ids(await read_topic(topic)) == [
         trail_records["stratus"][0]["eventID"]
     ]
+
+
+async def test_sqs_bridge_record_nested_too_deeply_dead_lettered_rest_produced(
+    aws_client: Callable[[str], Any],
+    bucket: str,
+    queue_url: str,
+    upload: Callable[[LogFile], None],
+    trail_records: dict[str, list[dict[str, Any]]],
+    topic_factory: Callable[..., Awaitable[str]],
+    bridge_settings: Callable[..., BridgeSettings],
+    queue_drained: Callable[[str], bool],
+    read_topic: Callable[[str], Awaitable[list[Any]]],
+    wait_until: Callable[..., Awaitable[Any]],
+) -> None:
+    """orjson parses 1023 levels but writes 254: such a record cannot go to Kafka."""
+    stratus = trail_records["stratus"]
+    deep = copy.deepcopy(stratus[1])
+    deep["requestParameters"] = {"roleSessionName": nested(300)}
+    file = LogFile(
+        log_key(STRATUS_ACCOUNT, "us-east-1", DAY, "deep"),
+        [stratus[0], deep, *stratus[2:]],
+    )
+    other = LogFile(log_key(STRATUS_ACCOUNT, "us-east-1", DAY, "other"), stratus[:1])
+    upload(file)
+    upload(other)
+    sqs = aws_client("sqs")
+    for key in (file.key, other.key):
+        message = {"s3Bucket": bucket, "s3ObjectKey": [key]}
+        sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(message))
+    topic, dead_letters = await topic_factory(), await topic_factory()
+    unencodable = _failures("unencodable_record")
+
+    await _bridge_until_drained(
+        bridge_settings(topic, dead_letters), queue_url, queue_drained, wait_until
+    )
+
+    produced = event_ids(await read_topic(topic))
+    expected = [r["eventID"] for r in [*stratus[:1], *stratus[2:], *stratus[:1]]]
+    assert produced == sorted(expected)
+    letters = [json.loads(m.value) for m in await read_topic(dead_letters)]
+    assert [
+        {k: letter[k] for k in ("reason", "bucket", "key", "record_index", "event_id")}
+        for letter in letters
+    ] == [
+        {
+            "reason": "unencodable_record",
+            "bucket": bucket,
+            "key": file.key,
+            "record_index": 1,
+            "event_id": deep["eventID"],
+        }
+    ]
+    assert "nested" in letters[0]["detail"]
+    assert _failures("unencodable_record") == unencodable + 1
+
+
+async def test_sqs_bridge_deletion_counted_not_created_test_event_as_test_event(
+    aws_client: Callable[[str], Any],
+    bucket: str,
+    queue_url: str,
+    topic_factory: Callable[..., Awaitable[str]],
+    bridge_settings: Callable[..., BridgeSettings],
+    queue_drained: Callable[[str], bool],
+    read_topic: Callable[[str], Awaitable[list[Any]]],
+    wait_until: Callable[..., Awaitable[Any]],
+) -> None:
+    """moto's own notifications: the s3:TestEvent on setup, then a delete."""
+    s3 = aws_client("s3")
+    key = log_key(STRATUS_ACCOUNT, "us-east-1", DAY, "deleted")
+    s3.put_object(Bucket=bucket, Key=key, Body=b"{}")
+    queue_arn = (
+        f"arn:aws:sqs:{AWS_REGION}:{AWS_ACCOUNT_ID}:{queue_url.rsplit('/', 1)[1]}"
+    )
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {"QueueArn": queue_arn, "Events": ["s3:ObjectRemoved:*"]}
+            ]
+        },
+    )
+    s3.delete_object(Bucket=bucket, Key=key)
+    topic, dead_letters = await topic_factory(), await topic_factory()
+    before = {reason: _skipped(reason) for reason in ("not_created", "test_event")}
+
+    await _bridge_until_drained(
+        bridge_settings(topic, dead_letters), queue_url, queue_drained, wait_until
+    )
+
+    after = {reason: _skipped(reason) for reason in ("not_created", "test_event")}
+    assert after == {reason: count + 1 for reason, count in before.items()}
+    assert await read_topic(topic) == []
+    assert await read_topic(dead_letters) == []
