@@ -54,6 +54,7 @@ FAILURE_REASONS = (
     "unauthorized",
     "malformed_event",
     "unencodable_record",
+    "unexpected_error",
     *get_args(DecodeReason),
 )
 

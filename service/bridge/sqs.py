@@ -114,6 +114,11 @@ class SqsBridge:
             # redrive policy moves it aside after maxReceiveCount attempts.
             log.warning("bridge.message_retry_later", error=str(exc))
             return False
+        except Exception:
+            # A bug on one message must not stop the others; SQS shows it again.
+            FAILURES.labels("unexpected_error").inc()
+            log.exception("bridge.message_failed")
+            return False
         return True
 
     async def _delete(self, receipt: str, log: Any) -> None:
