@@ -54,7 +54,7 @@ class SessionStream:
         return sum(len(messages) for messages in self.partitions)
 
 
-def _templates() -> tuple[dict[str, Any], dict[str, Any]]:
+def record_templates() -> tuple[dict[str, Any], dict[str, Any]]:
     assume = orjson.loads(
         (DATA / "detectors" / "stratus_get_password_data.json").read_bytes()
     )[0]
@@ -68,7 +68,7 @@ def _time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _assume_role(template: dict[str, Any], account: str, key: str, name: str,
+def assume_role_record(template: dict[str, Any], account: str, key: str, name: str,
                  at: datetime, event_id: str) -> dict[str, Any]:  # fmt: skip
     record = copy.deepcopy(template)
     role_arn = f"arn:aws:iam::{account}:role/{ROLE}"
@@ -89,7 +89,7 @@ def _assume_role(template: dict[str, Any], account: str, key: str, name: str,
     return record
 
 
-def _call(template: dict[str, Any], account: str, key: str, name: str,
+def call_record(template: dict[str, Any], account: str, key: str, name: str,
           at: datetime, event_id: str) -> dict[str, Any]:  # fmt: skip
     record = copy.deepcopy(template)
     record.update(eventID=event_id, eventTime=_time(at), recipientAccountId=account)
@@ -107,7 +107,7 @@ def _call(template: dict[str, Any], account: str, key: str, name: str,
 
 def build_stream(sessions: int, calls: int, seed: int) -> list[list[dict[str, Any]]]:
     """Records per account, in the order they are produced."""
-    assume, call = _templates()
+    assume, call = record_templates()
     rng = random.Random(seed)
     streams: list[list[dict[str, Any]]] = []
     for index, account in enumerate(OUR_ACCOUNTS):
@@ -119,9 +119,9 @@ def build_stream(sessions: int, calls: int, seed: int) -> list[list[dict[str, An
             ids = (
                 str(uuid.uuid5(_IDS, f"{account}/{session}/{n}")) for n in range(999)
             )
-            opening = _assume_role(assume, account, key, name, opened, next(ids))
+            opening = assume_role_record(assume, account, key, name, opened, next(ids))
             session_calls = [
-                _call(
+                call_record(
                     call,
                     account,
                     key,
@@ -139,7 +139,7 @@ def build_stream(sessions: int, calls: int, seed: int) -> list[list[dict[str, An
         late_ids = (str(uuid.uuid5(_IDS, f"{account}/late/{n}")) for n in range(99))
         first_key = f"ASIA{index}000TESTKEY0000"[:20]
         records += [
-            _call(
+            call_record(
                 call,
                 account,
                 first_key,
@@ -159,7 +159,7 @@ def expiring_sessions(sessions: int, spacing: timedelta) -> list[list[dict[str, 
     Each session's credentials last 15 minutes (the template's durationSeconds),
     so with a spacing of hours at most a few are live at any event time.
     """
-    assume, call = _templates()
+    assume, call = record_templates()
     streams: list[list[dict[str, Any]]] = []
     for index, account in enumerate(OUR_ACCOUNTS):
         records: list[dict[str, Any]] = []
@@ -170,9 +170,11 @@ def expiring_sessions(sessions: int, spacing: timedelta) -> list[list[dict[str, 
             opening, calling = (
                 str(uuid.uuid5(_IDS, f"{account}/long/{session}/{n}")) for n in (0, 1)
             )
-            records.append(_assume_role(assume, account, key, name, opened, opening))
+            records.append(
+                assume_role_record(assume, account, key, name, opened, opening)
+            )
             at = opened + timedelta(minutes=1)
-            records.append(_call(call, account, key, name, at, calling))
+            records.append(call_record(call, account, key, name, at, calling))
         streams.append(records)
     return streams
 
