@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -76,6 +76,26 @@ def merged_values(
         "count": row["count"] + 1,
         "first_seen": min(row["first_seen"], seen),
         "last_seen": max(row["last_seen"], seen),
+        "event_ids": event_ids,
+        "updated_at": now,
+    }
+
+
+def folded_values(rows: Sequence[Mapping[Any, Any]], now: datetime) -> dict[str, Any]:
+    """The columns of the oldest of `rows` once the others are folded into it.
+
+    A late finding can fall within the window of two alerts with one key that
+    in order would have been one; folding them gives the in-order alert back.
+    """
+    event_ids: list[str] = []
+    for row in rows:
+        for event_id in row["event_ids"]:
+            if event_id not in event_ids and len(event_ids) < MAX_EVENT_IDS:
+                event_ids.append(event_id)
+    return {
+        "count": sum(row["count"] for row in rows),
+        "first_seen": min(row["first_seen"] for row in rows),
+        "last_seen": max(row["last_seen"] for row in rows),
         "event_ids": event_ids,
         "updated_at": now,
     }

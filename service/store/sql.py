@@ -295,7 +295,7 @@ class AlertStore:
     async def _save_finding(
         self, conn: AsyncConnection, finding: Finding, now: datetime
     ) -> AlertChange | None:
-        row = await self._matching_alert(conn, finding)
+        row = await self._matching_alert(conn, finding, now)
         if row is None:
             values = dedup.new_alert_values(finding, now)
             row = await _alert_row(conn, alerts.c.id == values["id"])
@@ -314,13 +314,40 @@ class AlertStore:
         )
 
     async def _matching_alert(
-        self, conn: AsyncConnection, finding: Finding
+        self, conn: AsyncConnection, finding: Finding, now: datetime
     ) -> Mapping[Any, Any] | None:
+        """The alert `finding` joins: the one whose span is within the window.
+
+        Alerts with one key are never within a window of each other in order;
+        a late finding that reaches two of them folds them into the oldest.
+        """
         condition = alerts.c.dedup_key == dedup.clean_text(finding.dedup_key)
-        if finding.event_time is not None:
-            start, end = dedup.window_around(finding.event_time, self.dedup_window)
-            condition &= (alerts.c.first_seen <= end) & (alerts.c.last_seen >= start)
-        return await _alert_row(conn, condition)
+        if finding.event_time is None:
+            return await _alert_row(conn, condition)
+
+        start, end = dedup.window_around(finding.event_time, self.dedup_window)
+        condition &= (alerts.c.first_seen <= end) & (alerts.c.last_seen >= start)
+        statement = (
+            sa.select(alerts).where(condition).order_by(alerts.c.seq).with_for_update()
+        )
+        rows = (await conn.execute(statement)).mappings().all()
+        if len(rows) <= 1:
+            return rows[0] if rows else None
+
+        oldest, folded = rows[0], rows[1:]
+        values = dedup.folded_values(rows, now)
+        await conn.execute(
+            alerts.update().where(alerts.c.seq == oldest["seq"]).values(values)
+        )
+        await conn.execute(
+            alerts.delete().where(alerts.c.seq.in_([row["seq"] for row in folded]))
+        )
+        logger.info(
+            "alert.folded",
+            alert_id=oldest["id"],
+            folded=[row["id"] for row in folded],
+        )
+        return {**oldest, **values}
 
     def _require_engine(self) -> AsyncEngine:
         if self._engine is None:

@@ -64,6 +64,23 @@ async def test_save_findings_earlier_event_in_window_moves_first_seen(
     assert change.alert.last_seen == BASE_TIME + timedelta(minutes=60)
 
 
+@pytest.mark.parametrize("order", [(0, 50, 100), (0, 100, 50), (100, 0, 50)])
+async def test_save_findings_late_finding_between_two_alerts_folds_them(
+    store: AlertStore, make_finding: FindingFactory, order: tuple[int, int, int]
+) -> None:
+    """Arrival order does not change the alert: a bridging finding folds two."""
+    for minute in order:
+        await store.save_findings([make_finding(minute)])
+
+    page = await store.list_alerts(AlertQuery(), limit=10, cursor=None)
+
+    [alert] = page.items
+    assert alert.count == 3
+    assert sorted(alert.event_ids) == ["event-0000", "event-0050", "event-0100"]
+    assert alert.first_seen == BASE_TIME
+    assert alert.last_seen == BASE_TIME + timedelta(minutes=100)
+
+
 async def test_save_findings_event_outside_window_opens_new_alert(
     store: AlertStore, make_finding: FindingFactory
 ) -> None:
