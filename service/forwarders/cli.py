@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service.forwarders.outbox import Delivery, DeliveryStatus
 from service.forwarders.outbox_sql import SqlDeliveryOutbox, open_outbox
-from service.store import StoreUnavailable
+from service.store import StoreUnavailable, open_store
 
 app = typer.Typer(
     name="deliveries",
@@ -92,6 +92,7 @@ def retry_command(
 async def _list(
     db: str, status: DeliveryStatus | None, destination: str | None, limit: int
 ) -> list[Delivery]:
+    await _migrate(db)
     outbox = _open(db)
     try:
         items: list[Delivery] = []
@@ -110,6 +111,7 @@ async def _list(
 
 
 async def _retry(db: str, delivery_ids: list[str]) -> list[str]:
+    await _migrate(db)
     outbox = _open(db)
     problems = []
     try:
@@ -129,6 +131,14 @@ async def _retry(db: str, delivery_ids: list[str]) -> list[str]:
     return problems
 
 
+async def _migrate(db: str) -> None:
+    """Bring the schema up to date, as `run` and `alerts` do, so a new database
+    answers with no deliveries rather than a missing table."""
+    store = open_store(db)
+    await store.start()
+    await store.close()
+
+
 def _open(db: str) -> SqlDeliveryOutbox:
     try:
         return open_outbox(db)
@@ -140,7 +150,10 @@ def _open(db: str) -> SqlDeliveryOutbox:
 def _run(db: str, work: Coroutine[Any, Any, _T]) -> _T:
     try:
         return asyncio.run(work)
-    except (SQLAlchemyError, StoreUnavailable) as exc:
+    except StoreUnavailable as exc:
+        _err.print(f"error: database {db.split('@')[-1]!r}: {exc}")
+        raise typer.Exit(1) from exc
+    except SQLAlchemyError as exc:
         _err.print(f"error: database {db.split('@')[-1]!r}: {type(exc).__name__}")
         raise typer.Exit(1) from exc
 
