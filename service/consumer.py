@@ -92,6 +92,10 @@ class CloudTrailConsumer:
             await self._kafka.stop()
             servers = self._settings.kafka_bootstrap_servers
             raise ServiceError(f"cannot reach Kafka at {servers!r}: {exc}") from exc
+        except asyncio.CancelledError:
+            # Another part failed while we were joining (the HTTP port was taken).
+            await self._kafka.stop()
+            raise
 
         self._kafka.subscribe([self._settings.kafka_topic], listener=_Listener(self))
         self._running = True

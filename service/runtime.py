@@ -110,7 +110,7 @@ async def serve_api(store: AlertStore, settings: Settings, stop: asyncio.Event) 
     The caller owns the store's start and close.
     """
     app = create_app(store, api_tokens=settings.token_values())
-    server = HttpServer(app, settings.http_host, settings.http_port, name="api")
+    server = HttpServer(app, settings.http_host, settings.http_port, name="API server")
     with _stop_on_signals(_Shutdown(stop, settings.shutdown_timeout_seconds)):
         async with _failing_part(), asyncio.TaskGroup() as group:
             group.create_task(server.serve_checked())
@@ -135,7 +135,7 @@ async def _run_parts(
         not_ready=consumer.not_ready_reason,
     )
     deliveries_api.install(app, outbox)
-    server = HttpServer(app, settings.http_host, settings.http_port, name="api")
+    server = HttpServer(app, settings.http_host, settings.http_port, name="API server")
 
     with _stop_on_signals(shutdown):
         async with _failing_part(), asyncio.TaskGroup() as group:

@@ -61,7 +61,7 @@ async def run_sqs_bridge(
                     _metrics_app(),
                     settings.bridge_http_host,
                     settings.bridge_metrics_port,
-                    name="bridge metrics",
+                    name="bridge metrics server",
                 )
                 group.create_task(server.serve_checked())
             try:
@@ -122,7 +122,7 @@ async def run_eventbridge(
             app,
             settings.bridge_http_host,
             settings.bridge_http_port,
-            name="bridge endpoint",
+            name="EventBridge endpoint",
         )
         async with _failing_part(), asyncio.TaskGroup() as group:
             group.create_task(server.serve_checked())
