@@ -13,11 +13,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.alerts import AlertChange
 from service.forwarders.destinations import SnsDestination, WebhookDestination
@@ -35,6 +33,7 @@ from service.store import StoreUnavailable, database_url
 from service.store.cursor import decode_cursor, encode_cursor
 from service.store.errors import is_unavailable
 from service.store.schema import alerts
+from service.store.sql import create_engine
 
 OutboxHook = Callable[[AsyncConnection, Sequence[AlertChange]], Awaitable[None]]
 
@@ -255,21 +254,7 @@ class SqlDeliveryOutbox:
 
 def open_outbox(url: str) -> SqlDeliveryOutbox:
     """An outbox on the database at `url` (the store's URL forms), with its own pool."""
-    parsed = database_url(url)
-    options: dict[str, Any] = {
-        "json_serializer": _json_text,
-        "json_deserializer": orjson.loads,
-    }
-    in_memory = parsed.database in (None, "", ":memory:")
-    if parsed.get_backend_name() == "sqlite" and in_memory:
-        options["poolclass"] = StaticPool
-    elif parsed.get_backend_name() == "postgresql":
-        options["pool_pre_ping"] = True
-
-    engine = create_async_engine(parsed, **options)
-    if parsed.get_backend_name() == "sqlite" and not in_memory:
-        sa.event.listen(engine.sync_engine, "connect", _tune_sqlite)
-    return SqlDeliveryOutbox(engine, owns_engine=True)
+    return SqlDeliveryOutbox(create_engine(database_url(url)), owns_engine=True)
 
 
 def outbox_hook(
@@ -330,15 +315,3 @@ def _delivery(row: Mapping[Any, Any]) -> Delivery:
         updated_at=row["updated_at"],
         delivered_at=row["delivered_at"],
     )
-
-
-def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    # The consumer writes alerts on its own connection; wait for its lock.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
-
-
-def _json_text(value: object) -> str:
-    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()

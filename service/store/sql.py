@@ -74,7 +74,7 @@ class AlertStore:
         if self._engine is not None:
             return
         _check_sqlite_directory(self.url)
-        engine = _create_engine(self.url)
+        engine = create_engine(self.url)
         try:
             with _translate_errors("start"):
                 async with engine.begin() as conn:
@@ -439,7 +439,8 @@ def _check_sqlite_directory(url: URL) -> None:
         raise StoreUnavailable(f"SQLite directory {str(directory)!r} does not exist")
 
 
-def _create_engine(url: URL) -> AsyncEngine:
+def create_engine(url: URL) -> AsyncEngine:
+    """An async engine set up the way every part of the service uses the database."""
     options: dict[str, Any] = {
         "json_serializer": _json_text,
         "json_deserializer": orjson.loads,
