@@ -4,9 +4,14 @@ ServiceError
  ├── DeliveryError       a webhook delivery attempt failed (`retriable` says if
  │                       another attempt may succeed)
  └── ShutdownTimeout     the consumer did not drain within the shutdown deadline
+
+`one_failure` turns a TaskGroup's single error back into that error.
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
 
 
 class ServiceError(Exception):
@@ -35,3 +40,18 @@ class DeliveryError(ServiceError):
 
 class ShutdownTimeout(ServiceError):
     """The consumer did not finish its batch before the shutdown deadline."""
+
+
+@contextlib.asynccontextmanager
+async def one_failure(what: str) -> AsyncIterator[None]:
+    """Re-raise a TaskGroup's only error as itself, so callers catch one type.
+
+    Several errors at once become one ServiceError naming `what` failed.
+    """
+    try:
+        yield
+    except ExceptionGroup as group:
+        errors = group.exceptions
+        if len(errors) == 1:
+            raise errors[0] from None
+        raise ServiceError(f"{len(errors)} parts of {what} failed") from group

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 
 import structlog
@@ -20,7 +20,7 @@ from detectors.third_parties import Policy, empty_policy, load_policy
 from service.api import create_app
 from service.api import deliveries as deliveries_api
 from service.consumer import CloudTrailConsumer
-from service.errors import ServiceError, ShutdownTimeout
+from service.errors import ShutdownTimeout, one_failure
 from service.forwarders.destinations import (
     DestinationsError,
     SnsDestination,
@@ -112,7 +112,7 @@ async def serve_api(store: AlertStore, settings: Settings, stop: asyncio.Event) 
     app = create_app(store, api_tokens=settings.token_values())
     server = HttpServer(app, settings.http_host, settings.http_port, name="API server")
     with _stop_on_signals(_Shutdown(stop, settings.shutdown_timeout_seconds)):
-        async with _failing_part(), asyncio.TaskGroup() as group:
+        async with one_failure("the service"), asyncio.TaskGroup() as group:
             group.create_task(server.serve_checked())
             await stop.wait()
             server.should_exit = True
@@ -138,7 +138,7 @@ async def _run_parts(
     server = HttpServer(app, settings.http_host, settings.http_port, name="API server")
 
     with _stop_on_signals(shutdown):
-        async with _failing_part(), asyncio.TaskGroup() as group:
+        async with one_failure("the service"), asyncio.TaskGroup() as group:
             group.create_task(server.serve_checked())
             if dispatcher is not None:
                 group.create_task(dispatcher.run())
@@ -202,15 +202,3 @@ def _stop_on_signals(shutdown: _Shutdown) -> Iterator[None]:
     finally:
         for sig in _SIGNALS:
             loop.remove_signal_handler(sig)
-
-
-@contextlib.asynccontextmanager
-async def _failing_part() -> AsyncIterator[None]:
-    """Re-raise a TaskGroup's only error as itself, so callers catch one type."""
-    try:
-        yield
-    except ExceptionGroup as group:
-        errors = group.exceptions
-        if len(errors) == 1:
-            raise errors[0] from None
-        raise ServiceError(f"{len(errors)} parts of the service failed") from group

@@ -32,7 +32,7 @@ from service.bridge.producer import RecordProducer
 from service.bridge.settings import BridgeSettings
 from service.bridge.sqs import SqsBridge
 from service.bridge.transfer import FileOutcome
-from service.errors import ServiceError
+from service.errors import ServiceError, one_failure
 from service.http_server import HttpServer
 
 __all__ = ["run_backfill_command", "run_eventbridge", "run_sqs_bridge"]
@@ -54,7 +54,7 @@ async def run_sqs_bridge(
     sqs, s3 = aws_client("sqs", settings), aws_client("s3", settings)
     async with _producer(settings) as producer:
         bridge = SqsBridge(settings, queue_url, sqs=sqs, s3=s3, producer=producer)
-        async with _failing_part(), asyncio.TaskGroup() as group:
+        async with one_failure("the bridge"), asyncio.TaskGroup() as group:
             server = None
             if settings.bridge_metrics_port:
                 server = HttpServer(
@@ -124,7 +124,7 @@ async def run_eventbridge(
             settings.bridge_http_port,
             name="EventBridge endpoint",
         )
-        async with _failing_part(), asyncio.TaskGroup() as group:
+        async with one_failure("the bridge"), asyncio.TaskGroup() as group:
             group.create_task(server.serve_checked())
             with _stop_on_signals(stop):
                 await stop.wait()
@@ -190,19 +190,6 @@ def _stop_on_signals(
     finally:
         for sig in _SIGNALS:
             loop.remove_signal_handler(sig)
-
-
-@contextlib.asynccontextmanager
-async def _failing_part() -> AsyncIterator[None]:
-    """Re-raise a TaskGroup's only error as itself, so callers catch one type."""
-    try:
-        yield
-    except ExceptionGroup as group:
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
-        raise ServiceError(
-            f"{len(group.exceptions)} parts of the bridge failed"
-        ) from group
 
 
 def _metrics_app() -> Starlette:
