@@ -337,20 +337,31 @@ MAX_POLICY_BYTES = 4 * 1024 * 1024
 def load_policy(path: Path) -> Policy:
     """Read and validate a YAML policy file; raises PolicyError."""
     try:
+        data = read_yaml_file(path, "policy")
+    except ValueError as exc:
+        raise PolicyError(str(exc)) from None
+    return parse_policy(data, str(path))
+
+
+def read_yaml_file(path: Path, kind: str) -> object:
+    """The parsed content of a YAML (or JSON) config file of at most 4 MiB.
+
+    Raises ValueError naming the file and what is wrong with it.
+    """
+    try:
         with path.open("rb") as file:
             raw = file.read(MAX_POLICY_BYTES + 1)
         text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyError(f"{path}: cannot read the policy file: {exc}") from exc
+        raise ValueError(f"{path}: cannot read the {kind} file: {exc}") from None
     if len(raw) > MAX_POLICY_BYTES:
-        raise PolicyError(f"{path}: larger than {MAX_POLICY_BYTES} bytes")
+        raise ValueError(f"{path}: larger than {MAX_POLICY_BYTES} bytes")
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise PolicyError(f"{path}: not valid YAML{where}") from None
-    return parse_policy(data, str(path))
+        raise ValueError(f"{path}: not valid YAML{where}") from None
 
 
 def _unknown_detectors(section: object) -> str | None:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -25,7 +24,7 @@ from pydantic import (
 )
 
 from detectors.detector import SEVERITIES, Severity
-from detectors.third_parties import MAX_POLICY_BYTES
+from detectors.third_parties import read_yaml_file
 from service.alerts import Alert
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
@@ -204,21 +203,9 @@ def load_destinations(
 ) -> list[WebhookDestination | SnsDestination]:
     """Read and validate a destinations file; raises DestinationsError."""
     try:
-        with path.open("rb") as file:
-            raw = file.read(MAX_POLICY_BYTES + 1)
-        text = raw.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DestinationsError(
-            f"{path}: cannot read the destinations file: {exc}"
-        ) from exc
-    if len(raw) > MAX_POLICY_BYTES:
-        raise DestinationsError(f"{path}: larger than {MAX_POLICY_BYTES} bytes")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise DestinationsError(f"{path}: not valid YAML or JSON{where}") from None
+        data = read_yaml_file(path, "destinations")
+    except ValueError as exc:
+        raise DestinationsError(str(exc)) from None
     return parse_destinations(data, str(path), environ)
 
 
